@@ -1,0 +1,255 @@
+//! Rules across the whole declaration. Each violation is a spanned error in
+//! the [`Ctxt`]; the returned [`Analysis`] keeps only what is valid, so the
+//! expansion still compiles and the user sees no follow-on errors.
+
+use crate::ast::{Field, Machine, Name};
+use crate::ctxt::Ctxt;
+use quote::ToTokens;
+use std::collections::{HashMap, VecDeque};
+
+const RESERVED: [&str; 5] = ["id", "status", "version", "created_at", "updated_at"];
+/// PostgreSQL's identifier limit, the smallest of the three backends.
+const MAX_IDENT: usize = 63;
+
+/// What the expansion needs beyond the model.
+pub(crate) struct Analysis<'m, 'a> {
+    /// One per column name, at its first declaration.
+    pub(crate) columns: Vec<Column<'m, 'a>>,
+    /// Valid edges as `(from, to)` state indices, grouped by target.
+    pub(crate) edges: Vec<(usize, usize)>,
+}
+
+pub(crate) struct Column<'m, 'a> {
+    pub(crate) field: &'m Field<'a>,
+    /// Every initial state sets it, so rows always have a value.
+    pub(crate) set_on_insert: bool,
+    /// The states whose events set it, in declaration order.
+    pub(crate) states: Vec<usize>,
+}
+
+pub(crate) fn check<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Analysis<'m, 'a> {
+    check_sql_names(cx, machine);
+    let (edges, unresolved) = check_edges(cx, machine);
+    if machine.states.is_empty() {
+        cx.error_spanned_by(
+            machine.ident,
+            format_args!("`{}` has no states: add variants, at least one of them `#[initial]`", machine.ident),
+        );
+    } else if !machine.states.iter().any(|s| s.initial) {
+        cx.error_spanned_by(
+            machine.ident,
+            format_args!("`{}` has no `#[initial]` state: mark the states records may be created in", machine.ident),
+        );
+    } else {
+        check_reachable(cx, machine, &edges, &unresolved);
+    }
+    let columns = check_columns(cx, machine);
+    Analysis { columns, edges }
+}
+
+fn is_sql_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z' | '_'))
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+        && s.len() <= MAX_IDENT
+}
+
+fn check_sql_names(cx: &Ctxt, machine: &Machine<'_>) {
+    for (what, name) in [("table", &machine.table), ("events table", &machine.events_table)] {
+        if !is_sql_ident(&name.value) {
+            let hint = if name.explicit {
+                ""
+            } else {
+                " (derived from the enum's name; set one with `#[machine(table = \"..\", events_table = \"..\")]`)"
+            };
+            cx.error_at(
+                name.span,
+                format_args!(
+                    "`{}` is not a valid {what} name: use lowercase ASCII letters, digits and `_`, starting with a letter or `_`, at most {MAX_IDENT} bytes{hint}",
+                    name.value
+                ),
+            );
+        }
+    }
+    if machine.table.value == machine.events_table.value {
+        cx.error_at(machine.events_table.span, "the events table needs a name of its own, not the records table's");
+    }
+
+    let mut seen: HashMap<&str, &syn::Ident> = HashMap::new();
+    for state in &machine.states {
+        for name in std::iter::once(&state.db_name).chain(&state.was) {
+            check_db_name(cx, name, state.ident);
+            if let Some(first) = seen.insert(&name.value, state.ident) {
+                cx.error_at(
+                    name.span,
+                    format_args!(
+                        "database name `{}` is already used by `{first}`; give this state its own with `#[state(name = \"..\")]`",
+                        name.value
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_db_name(cx: &Ctxt, name: &Name, state: &syn::Ident) {
+    let valid = !name.value.is_empty()
+        && name.value.len() <= MAX_IDENT
+        && name.value.chars().all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'));
+    if !valid {
+        let hint = if name.explicit {
+            String::new()
+        } else {
+            format!(" (derived from `{state}`; set one with `#[state(name = \"..\")]`)")
+        };
+        cx.error_at(
+            name.span,
+            format_args!(
+                "`{}` is not a valid database name for a state: use lowercase ASCII letters, digits and `_`, at most {MAX_IDENT} bytes{hint}",
+                name.value
+            ),
+        );
+    }
+}
+
+/// The valid edges, and the states with an unknown source: those are
+/// already reported, so reachability takes them as reached.
+fn check_edges(cx: &Ctxt, machine: &Machine<'_>) -> (Vec<(usize, usize)>, Vec<usize>) {
+    let mut unresolved = Vec::new();
+    let names = machine.states.iter().map(|s| s.ident.to_string()).collect::<Vec<_>>().join(", ");
+    let mut edges = Vec::new();
+    for (to, state) in machine.states.iter().enumerate() {
+        let mut listed: Vec<&syn::Ident> = Vec::new();
+        for source in &state.from {
+            if listed.contains(&source) {
+                cx.error_spanned_by(source, format_args!("`{source}` is listed twice in `#[from(..)]`"));
+                continue;
+            }
+            listed.push(source);
+            match machine.states.iter().position(|s| s.ident == source) {
+                Some(from) => edges.push((from, to)),
+                None => {
+                    cx.error_spanned_by(
+                        source,
+                        format_args!(
+                            "unknown state `{source}` in `#[from(..)]`; the states of `{}` are: {names}",
+                            machine.ident
+                        ),
+                    );
+                    unresolved.push(to);
+                }
+            }
+        }
+    }
+    (edges, unresolved)
+}
+
+fn check_reachable(cx: &Ctxt, machine: &Machine<'_>, edges: &[(usize, usize)], unresolved: &[usize]) {
+    let mut reached = vec![false; machine.states.len()];
+    let mut queue: VecDeque<usize> = machine
+        .states
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| s.initial || s.from_unreadable || unresolved.contains(&i))
+        .map(|(i, _)| i)
+        .collect();
+    for &i in &queue {
+        reached[i] = true;
+    }
+    while let Some(from) = queue.pop_front() {
+        for &(_, to) in edges.iter().filter(|(f, _)| *f == from) {
+            if !reached[to] {
+                reached[to] = true;
+                queue.push_back(to);
+            }
+        }
+    }
+    for (state, _) in machine.states.iter().zip(reached).filter(|(_, r)| !r) {
+        let why = if state.from.is_empty() {
+            "it has neither `#[initial]` nor `#[from(..)]`"
+        } else {
+            "none of its `#[from(..)]` sources can be reached"
+        };
+        cx.error_spanned_by(
+            state.ident,
+            format_args!("state `{}` is unreachable from every `#[initial]` state: {why}", state.ident),
+        );
+    }
+}
+
+fn check_columns<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Vec<Column<'m, 'a>> {
+    let initial = machine.states.iter().filter(|s| s.initial).count();
+    let mut columns: Vec<Column<'m, 'a>> = Vec::new();
+    for (index, state) in machine.states.iter().enumerate() {
+        for field in &state.fields {
+            if RESERVED.contains(&field.name.as_str()) {
+                cx.error_spanned_by(
+                    field.ident,
+                    format_args!(
+                        "`{}` is a reserved column name (every table has {}): rename the field",
+                        field.name,
+                        RESERVED.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if !is_sql_ident(&field.name) {
+                cx.error_spanned_by(
+                    field.ident,
+                    format_args!(
+                        "`{}` is not a valid column name: use lowercase ASCII letters, digits and `_`, at most {MAX_IDENT} bytes",
+                        field.name
+                    ),
+                );
+                continue;
+            }
+            match columns.iter_mut().find(|c| c.field.name == field.name) {
+                None => columns.push(Column { field, set_on_insert: false, states: vec![index] }),
+                Some(column) => {
+                    let first = column.field;
+                    let owner = machine.states[column.states[0]].ident;
+                    if type_key(first.ty) != type_key(field.ty) {
+                        cx.error_spanned_by(
+                            field.ty,
+                            format_args!(
+                                "field `{}` is `{}` in `{owner}` but `{}` here: a field name is one column, so every state must give it the same type",
+                                field.name,
+                                type_key(first.ty),
+                                type_key(field.ty)
+                            ),
+                        );
+                    } else if first.json != field.json {
+                        cx.error_spanned_by(
+                            field.ident,
+                            format_args!(
+                                "field `{}` is {} in `{owner}` but {} here: mark it the same way in every state",
+                                field.name,
+                                json_word(first.json),
+                                json_word(field.json)
+                            ),
+                        );
+                    }
+                    column.states.push(index);
+                }
+            }
+        }
+    }
+    for column in &mut columns {
+        let initial_setters = column.states.iter().filter(|&&s| machine.states[s].initial).count();
+        column.set_on_insert = initial > 0 && initial_setters == initial;
+    }
+    columns
+}
+
+fn json_word(json: bool) -> &'static str {
+    if json {
+        "`#[column(json)]`"
+    } else {
+        "a plain column"
+    }
+}
+
+/// A type as written, without whitespace, to compare declarations.
+pub(crate) fn type_key(ty: &syn::Type) -> String {
+    ty.to_token_stream().to_string().replace(' ', "")
+}

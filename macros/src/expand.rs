@@ -1,0 +1,631 @@
+//! Code generation. Every path is absolute (`::statefold::..`, `::core::..`)
+//! and every generated item carries docs, so user crates stay warning-free.
+
+use crate::ast::{Field, Machine, State};
+use crate::check::{self, Analysis};
+use crate::ctxt::Ctxt;
+use crate::diagram;
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{DeriveInput, Ident};
+
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let code = Machine::from_syn(&cx, input).map(|machine| {
+        let analysis = check::check(&cx, &machine);
+        Expander::new(&machine, &analysis).expand()
+    });
+    // Errors and the best-effort expansion go out together: the expansion
+    // keeps only valid parts, so one mistake yields one error.
+    let errors = cx.check().map(|e| e.to_compile_error());
+    quote! { #errors #code }
+}
+
+struct Expander<'m, 'a> {
+    machine: &'m Machine<'a>,
+    analysis: &'m Analysis<'m, 'a>,
+    vis: &'a syn::Visibility,
+    status: Ident,
+    row: Ident,
+    state_enum: Ident,
+    id_ty: TokenStream,
+}
+
+fn lit(s: &str) -> syn::LitStr {
+    syn::LitStr::new(s, Span::call_site())
+}
+
+impl<'m, 'a> Expander<'m, 'a> {
+    fn new(machine: &'m Machine<'a>, analysis: &'m Analysis<'m, 'a>) -> Self {
+        let name = machine.ident;
+        let id_ty = match &machine.id {
+            Some(ty) => quote!(#ty),
+            None => quote!(i64),
+        };
+        Self {
+            machine,
+            analysis,
+            vis: &machine.original.vis,
+            status: format_ident!("{}Status", name),
+            row: format_ident!("{}Row", name),
+            state_enum: format_ident!("{}State", name),
+            id_ty,
+        }
+    }
+
+    fn event_ident(&self, state: &State<'_>) -> Ident {
+        format_ident!("{}{}", self.machine.ident, state.ident)
+    }
+
+    fn gate_ident(&self, state: &State<'_>) -> Ident {
+        format_ident!("__{}Enters{}", self.machine.ident, state.ident)
+    }
+
+    fn expand(&self) -> TokenStream {
+        let status = self.status_enum();
+        let events = self.machine.states.iter().map(|s| self.event_struct(s));
+        let gates = self.machine.states.iter().enumerate().map(|(i, s)| self.gate(i, s));
+        let row = self.row_struct();
+        let state_enum = self.state_enum();
+        let machine = self.machine_impl();
+        quote! {
+            #status
+            #(#events)*
+            #(#gates)*
+            #row
+            #state_enum
+            #machine
+        }
+    }
+
+    fn diagram_doc(&self) -> TokenStream {
+        let mermaid = diagram::mermaid(self.machine, &self.analysis.edges);
+        let block = lit(&format!("```mermaid\n{mermaid}```"));
+        quote!(#[doc = ""] #[doc = #block])
+    }
+
+    fn status_enum(&self) -> TokenStream {
+        let Self { vis, status, .. } = self;
+        let name = self.machine.ident;
+        let doc = lit(&format!("The status of an [`{name}`] record: which state it is in."));
+        let diagram = self.diagram_doc();
+        let variants = self.machine.states.iter().map(|s| {
+            let ident = s.ident;
+            let doc = lit(&format!("In [`{name}::{ident}`], stored as `{}`.", s.db_name.value));
+            quote!(#[doc = #doc] #ident)
+        });
+        let all = self.machine.states.iter().map(|s| s.ident);
+        let count = self.machine.states.len();
+        let index_arms = self.machine.states.iter().enumerate().map(|(i, s)| {
+            let ident = s.ident;
+            quote!(Self::#ident => #i)
+        });
+        let as_str_arms = self.machine.states.iter().map(|s| {
+            let ident = s.ident;
+            let db = &s.db_name.value;
+            quote!(Self::#ident => #db)
+        });
+        let index_body = if count == 0 { quote!(match self {}) } else { quote!(match self { #(#index_arms,)* }) };
+        let as_str_body = if count == 0 { quote!(match self {}) } else { quote!(match self { #(#as_str_arms,)* }) };
+        quote! {
+            #[doc = #doc]
+            #diagram
+            #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+            #vis enum #status {
+                #(#variants,)*
+            }
+
+            #[automatically_derived]
+            impl #status {
+                /// Every status, in declaration order.
+                pub const ALL: [Self; #count] = [#(Self::#all),*];
+
+                /// The name stored in the `status` column.
+                #[must_use]
+                pub const fn as_str(self) -> &'static str {
+                    #as_str_body
+                }
+            }
+
+            #[automatically_derived]
+            impl ::statefold::Status for #status {
+                type Machine = #name;
+                const ALL: &'static [Self] = &Self::ALL;
+                fn index(self) -> usize {
+                    #index_body
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::fmt::Display for #status {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.write_str(self.as_str())
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::str::FromStr for #status {
+                type Err = ::statefold::UnknownStatus;
+                fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> {
+                    <Self as ::statefold::Status>::from_db_name(s).ok_or_else(|| ::statefold::UnknownStatus {
+                        machine: <#name as ::statefold::Machine>::DEF.name,
+                        value: ::std::string::ToString::to_string(s),
+                    })
+                }
+            }
+        }
+    }
+
+    fn event_struct(&self, state: &State<'_>) -> TokenStream {
+        let vis = self.vis;
+        let name = self.machine.ident;
+        let status = &self.status;
+        let ident = state.ident;
+        let event = self.event_ident(state);
+        let docs = &state.docs;
+        let doc = lit(&format!("The event entering [`{name}::{ident}`]."));
+        let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+        let serde_attrs = quote! {
+            #[derive(Clone, Debug, PartialEq, ::statefold::__private::serde::Serialize, ::statefold::__private::serde::Deserialize)]
+            #[serde(crate = "::statefold::__private::serde")]
+        };
+        let idents: Vec<_> = state.fields.iter().map(|f| f.ident).collect();
+        let body = if state.unit {
+            quote!(;)
+        } else {
+            let fields = state.fields.iter().map(|f| {
+                let (ident, ty, docs) = (f.ident, f.ty, &f.docs);
+                let fallback = docs.is_empty().then(|| {
+                    let doc = lit(&format!("The `{}` of [`{name}::{}`].", f.name, state.ident));
+                    quote!(#[doc = #doc])
+                });
+                quote!(#(#docs)* #fallback #vis #ident: #ty)
+            });
+            quote!({ #(#fields,)* })
+        };
+        let into =
+            if state.unit { quote!(#name::#ident) } else { quote!(#name::#ident { #(#idents: event.#idents),* }) };
+        let access: Vec<_> = idents.iter().map(|i| quote!(self.#i)).collect();
+        let encode = self.encode_body(state, &access);
+        let initial = state.initial.then(|| {
+            quote! {
+                #[automatically_derived]
+                impl ::statefold::Initial for #event {}
+            }
+        });
+        quote! {
+            #(#docs)*
+            #sep
+            #[doc = #doc]
+            #serde_attrs
+            #vis struct #event #body
+
+            #[automatically_derived]
+            impl ::core::convert::From<#event> for #name {
+                fn from(event: #event) -> Self {
+                    #into
+                }
+            }
+
+            #[automatically_derived]
+            impl ::statefold::Event for #event {
+                type Machine = #name;
+                const STATUS: #status = #status::#ident;
+                fn encode(&self) -> ::core::result::Result<::statefold::Encoded, ::statefold::__private::serde_json::Error> {
+                    #encode
+                }
+            }
+
+            #initial
+        }
+    }
+
+    /// The payload map and column list of one state's event; `access` reads each field.
+    fn encode_body(&self, state: &State<'_>, access: &[TokenStream]) -> TokenStream {
+        let json = quote!(::statefold::__private::serde_json);
+        let count = state.fields.len();
+        let steps = state.fields.iter().zip(access).map(|(field, access)| {
+            let key = &field.name;
+            // The column's first declaration decides JSON or not; a mismatch is already reported.
+            let column = self.analysis.columns.iter().find(|c| c.field.name == field.name);
+            let payload =
+                quote!(__payload.insert(::std::string::ToString::to_string(#key), #json::to_value(&#access)?););
+            let Some(column) = column else {
+                return payload;
+            };
+            if column.field.json {
+                quote! {
+                    __payload.insert(::std::string::ToString::to_string(#key), #json::to_value(&#access)?);
+                    __columns.push((#key, ::statefold::json_to_value(&#access)?));
+                }
+            } else {
+                let to_value = column_call(field, quote!(to_value));
+                quote! {
+                    #payload
+                    __columns.push((#key, #to_value(&#access)));
+                }
+            }
+        });
+        let mutability = (count > 0).then(|| quote!(mut));
+        quote! {
+            let #mutability __payload = #json::Map::new();
+            #[allow(unused_mut)]
+            let mut __columns = ::std::vec::Vec::with_capacity(#count);
+            #(#steps)*
+            ::core::result::Result::Ok(::statefold::Encoded {
+                payload: #json::Value::Object(__payload),
+                columns: __columns,
+            })
+        }
+    }
+
+    fn gate(&self, index: usize, state: &State<'_>) -> TokenStream {
+        let vis = self.vis;
+        let name = self.machine.ident;
+        let ident = state.ident;
+        let gate = self.gate_ident(state);
+        let event = self.event_ident(state);
+        let sources: Vec<&State<'_>> = self
+            .analysis
+            .edges
+            .iter()
+            .filter(|(_, to)| *to == index)
+            .map(|&(from, _)| &self.machine.states[from])
+            .collect();
+        let listed = if sources.is_empty() {
+            format!("`{ident}` has no `#[from(..)]`: records only start in it")
+        } else {
+            let names: Vec<String> = sources.iter().map(|s| s.ident.to_string()).collect();
+            format!("valid sources of `{ident}` are: {}", names.join(", "))
+        };
+        let message = lit(&format!("`{name}` cannot go from `{{Self}}` to `{ident}`"));
+        let label = lit(&format!("`{ident}` cannot be entered from this state"));
+        let note = lit(&listed);
+        let doc =
+            lit(&format!("States [`{name}::{ident}`] may be entered from. Implemented only along declared edges."));
+        let impls = sources.iter().map(|s| {
+            let source = self.event_ident(s);
+            quote! {
+                #[automatically_derived]
+                impl #gate for #source {}
+            }
+        });
+        quote! {
+            #[doc = #doc]
+            #[doc(hidden)]
+            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+            #vis trait #gate {}
+            #(#impls)*
+            #[automatically_derived]
+            impl<S: #gate> ::statefold::Enters<S> for #event {}
+        }
+    }
+
+    /// The row field's type: the column's, in `Option` unless every insert sets it.
+    fn row_field_type(column: &check::Column<'_, '_>) -> TokenStream {
+        let ty = column.field.ty;
+        if column.set_on_insert || is_option(ty) {
+            quote!(#ty)
+        } else {
+            quote!(::core::option::Option<#ty>)
+        }
+    }
+
+    fn row_struct(&self) -> TokenStream {
+        let Self { vis, status, row, id_ty, .. } = self;
+        let name = self.machine.ident;
+        let chrono = quote!(::statefold::__private::chrono);
+        let doc = lit(&format!("A stored row of [`{name}`]: bookkeeping columns, then one field per payload column."));
+        let fields = self.analysis.columns.iter().map(|c| {
+            let ident = c.field.ident;
+            let ty = Self::row_field_type(c);
+            let setters: Vec<String> =
+                c.states.iter().map(|&s| format!("`{}`", self.machine.states[s].ident)).collect();
+            let doc = lit(&format!("Set by {}.", setters.join(", ")));
+            let docs = &c.field.docs;
+            let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+            quote!(#(#docs)* #sep #[doc = #doc] pub #ident: #ty)
+        });
+        let values = self.analysis.columns.iter().map(|c| {
+            let ident = c.field.ident;
+            if c.field.json {
+                quote!(::statefold::json_to_value(&self.#ident)?)
+            } else {
+                let ty = Self::row_field_type(c);
+                quote!(<#ty as ::statefold::Column>::to_value(&self.#ident))
+            }
+        });
+        let reads = self.analysis.columns.iter().map(|c| {
+            let ident = c.field.ident;
+            let key = &c.field.name;
+            let ty = Self::row_field_type(c);
+            let read = if c.field.json {
+                quote!(::statefold::json_from_value::<#ty>(__value))
+            } else {
+                quote!(<#ty as ::statefold::Column>::from_value(__value))
+            };
+            quote! {
+                #ident: {
+                    let __value = __columns.next().unwrap_or(::statefold::Value::Null);
+                    #read.map_err(|source| ::statefold::ColumnError { column: #key, source })?
+                }
+            }
+        });
+        let cols_mut = if self.analysis.columns.is_empty() {
+            quote!(let _ = columns;)
+        } else {
+            quote!(let mut __columns = columns.into_iter();)
+        };
+        quote! {
+            #[doc = #doc]
+            #[derive(Clone, Debug, PartialEq)]
+            #vis struct #row {
+                /// The record's key.
+                pub id: #id_ty,
+                /// The record's current status.
+                pub status: #status,
+                /// The number of events applied to the record (1 after insert).
+                pub version: i64,
+                /// When the record was inserted.
+                pub created_at: #chrono::DateTime<#chrono::Utc>,
+                /// When the record last changed.
+                pub updated_at: #chrono::DateTime<#chrono::Utc>,
+                #(#fields,)*
+            }
+
+            #[automatically_derived]
+            impl ::statefold::Row for #row {
+                type Machine = #name;
+                fn id(&self) -> &#id_ty {
+                    &self.id
+                }
+                fn status(&self) -> #status {
+                    self.status
+                }
+                fn version(&self) -> i64 {
+                    self.version
+                }
+                fn created_at(&self) -> #chrono::DateTime<#chrono::Utc> {
+                    self.created_at
+                }
+                fn updated_at(&self) -> #chrono::DateTime<#chrono::Utc> {
+                    self.updated_at
+                }
+                fn columns(&self) -> ::core::result::Result<::std::vec::Vec<::statefold::Value>, ::statefold::__private::serde_json::Error> {
+                    ::core::result::Result::Ok(::std::vec![#(#values),*])
+                }
+                fn from_parts(
+                    header: ::statefold::RowHeader<#name>,
+                    columns: ::std::vec::Vec<::statefold::Value>,
+                ) -> ::core::result::Result<Self, ::statefold::ColumnError> {
+                    #cols_mut
+                    ::core::result::Result::Ok(Self {
+                        id: header.id,
+                        status: header.status,
+                        version: header.version,
+                        created_at: header.created_at,
+                        updated_at: header.updated_at,
+                        #(#reads,)*
+                    })
+                }
+            }
+        }
+    }
+
+    fn state_enum(&self) -> TokenStream {
+        let Self { vis, row, state_enum, status, .. } = self;
+        let name = self.machine.ident;
+        let doc = lit(&format!(
+            "A loaded [`{name}`] record as the typed handle of its current state: match on it to transition."
+        ));
+        let diagram = self.diagram_doc();
+        let variants = self.machine.states.iter().map(|s| {
+            let ident = s.ident;
+            let event = self.event_ident(s);
+            let doc = lit(&format!("A record in [`{name}::{ident}`]."));
+            quote!(#[doc = #doc] #ident(::statefold::Record<#name, #event>))
+        });
+        let row_arms = self.machine.states.iter().map(|s| {
+            let ident = s.ident;
+            quote!(Self::#ident(record) => record.row())
+        });
+        let into_row_arms = self.machine.states.iter().map(|s| {
+            let ident = s.ident;
+            quote!(Self::#ident(record) => record.into_row())
+        });
+        let (row_body, into_row_body) = if self.machine.states.is_empty() {
+            (quote!(match *self {}), quote!(match self {}))
+        } else {
+            (quote!(match self { #(#row_arms,)* }), quote!(match self { #(#into_row_arms,)* }))
+        };
+        quote! {
+            #[doc = #doc]
+            #diagram
+            #[derive(Clone, Debug, PartialEq)]
+            #vis enum #state_enum {
+                #(#variants,)*
+            }
+
+            #[automatically_derived]
+            impl #state_enum {
+                /// The loaded row.
+                #[must_use]
+                pub fn row(&self) -> &#row {
+                    #row_body
+                }
+
+                /// The loaded row, by value.
+                #[must_use]
+                pub fn into_row(self) -> #row {
+                    #into_row_body
+                }
+
+                /// The record's current status.
+                #[must_use]
+                pub fn status(&self) -> #status {
+                    self.row().status
+                }
+            }
+        }
+    }
+
+    fn machine_impl(&self) -> TokenStream {
+        let Self { status, row, state_enum, id_ty, .. } = self;
+        let name = self.machine.ident;
+        let json = quote!(::statefold::__private::serde_json);
+        let states = &self.machine.states;
+        let status_arms = states.iter().map(|s| {
+            let ident = s.ident;
+            quote!(Self::#ident { .. } => #status::#ident)
+        });
+        let encode_arms = states.iter().map(|s| {
+            let ident = s.ident;
+            let idents: Vec<_> = s.fields.iter().map(|f| f.ident).collect();
+            let access: Vec<_> = idents.iter().map(|i| quote!(*#i)).collect();
+            let body = self.encode_body(s, &access);
+            quote!(Self::#ident { #(#idents,)* .. } => { #body })
+        });
+        let decode_arms = states.iter().map(|s| {
+            let ident = s.ident;
+            if s.unit {
+                quote!(#status::#ident => ::core::result::Result::Ok(Self::#ident))
+            } else {
+                let event = self.event_ident(s);
+                quote!(#status::#ident => #json::from_value::<#event>(payload).map(::core::convert::Into::into))
+            }
+        });
+        let state_arms = states.iter().map(|s| {
+            let ident = s.ident;
+            quote!(#status::#ident => #state_enum::#ident(::statefold::Record::__from_row(row)))
+        });
+        let empty = states.is_empty();
+        // Variants that are not states were reported; this arm only keeps the
+        // expansion compiling so that error stands alone.
+        let rest = self.machine.incomplete.then(|| quote!(_ => ::core::unreachable!(),));
+        let status_body = if empty { quote!(match *self {}) } else { quote!(match self { #(#status_arms,)* #rest }) };
+        let encode_body = if empty { quote!(match *self {}) } else { quote!(match self { #(#encode_arms)* #rest }) };
+        let decode_body = if empty {
+            quote!({
+                let _ = payload;
+                match status {}
+            })
+        } else {
+            quote!(match status { #(#decode_arms,)* })
+        };
+        let state_body =
+            if empty { quote!(match row.status {}) } else { quote!(match row.status { #(#state_arms,)* }) };
+        let def = self.def();
+        quote! {
+            #[automatically_derived]
+            impl ::statefold::Machine for #name {
+                type Status = #status;
+                type Id = #id_ty;
+                type Row = #row;
+                type State = #state_enum;
+
+                const DEF: &'static ::statefold::MachineDef = &#def;
+
+                fn status(&self) -> #status {
+                    #status_body
+                }
+
+                fn encode(&self) -> ::core::result::Result<::statefold::Encoded, #json::Error> {
+                    #encode_body
+                }
+
+                fn decode(status: #status, payload: #json::Value) -> ::core::result::Result<Self, #json::Error> {
+                    #decode_body
+                }
+
+                fn into_state(row: #row) -> #state_enum {
+                    #state_body
+                }
+            }
+        }
+    }
+
+    fn def(&self) -> TokenStream {
+        let machine = self.machine;
+        let name = machine.ident.to_string();
+        let doc = &machine.doc;
+        let table = &machine.table.value;
+        let events_table = &machine.events_table.value;
+        let id_ty = &self.id_ty;
+        let generated = machine.id.is_none();
+        let states = machine.states.iter().map(|s| {
+            let ident = s.ident.to_string();
+            let db = &s.db_name.value;
+            let was = s.was.iter().map(|w| &w.value);
+            let initial = s.initial;
+            let doc = &s.doc;
+            let fields = s
+                .fields
+                .iter()
+                .filter(|f| self.analysis.columns.iter().any(|c| c.field.name == f.name))
+                .map(|f| &f.name);
+            quote! {
+                ::statefold::StateDef {
+                    name: #ident,
+                    db_name: #db,
+                    was: &[#(#was),*],
+                    initial: #initial,
+                    doc: #doc,
+                    fields: &[#(#fields),*],
+                }
+            }
+        });
+        let edges = self.analysis.edges.iter().map(|&(from, to)| {
+            let from = machine.states[from].ident.to_string();
+            let to = machine.states[to].ident.to_string();
+            quote!(::statefold::Edge { from: #from, to: #to })
+        });
+        let columns = self.analysis.columns.iter().map(|c| {
+            let key = &c.field.name;
+            let ty = c.field.ty;
+            let (logical, nullable) = if c.field.json {
+                let nullable = is_option(ty);
+                (quote!(::statefold::LogicalType::Json), quote!(#nullable))
+            } else {
+                (column_call(c.field, quote!(TYPE)), column_call(c.field, quote!(NULLABLE)))
+            };
+            let set_on_insert = c.set_on_insert;
+            quote! {
+                ::statefold::ColumnDef { name: #key, ty: #logical, nullable: !#set_on_insert || #nullable }
+            }
+        });
+        let mermaid = diagram::mermaid(machine, &self.analysis.edges);
+        let dot = diagram::dot(machine, &self.analysis.edges);
+        quote! {
+            ::statefold::MachineDef {
+                name: #name,
+                doc: #doc,
+                table: #table,
+                events_table: #events_table,
+                id: ::statefold::IdDef { ty: <#id_ty as ::statefold::Column>::TYPE, generated: #generated },
+                states: &[#(#states),*],
+                edges: &[#(#edges),*],
+                columns: &[#(#columns),*],
+                mermaid: #mermaid,
+                dot: #dot,
+            }
+        }
+    }
+}
+
+/// `<Ty as ::statefold::Column>::item`, spanned on the field's type so an
+/// unsupported type is reported there (once: rustc merges identical errors).
+fn column_call(field: &Field<'_>, item: TokenStream) -> TokenStream {
+    let ty = field.ty;
+    quote_spanned!(ty.span()=> <#ty as ::statefold::Column>::#item)
+}
+
+/// Whether a type is written as `Option<..>` (any path ending in `Option`).
+fn is_option(ty: &syn::Type) -> bool {
+    match ty {
+        syn::Type::Path(path) => path.qself.is_none() && path.path.segments.last().is_some_and(|s| s.ident == "Option"),
+        syn::Type::Group(group) => is_option(&group.elem),
+        syn::Type::Paren(paren) => is_option(&paren.elem),
+        _ => false,
+    }
+}

@@ -1,0 +1,22 @@
+//! The `Machine` derive of [statefold](https://docs.rs/statefold).
+//!
+//! Depend on `statefold`, which re-exports the derive and holds everything the
+//! generated code refers to. The pipeline is parse (`ast`, `attr`) -> check
+//! (`check`) -> expand (`expand`, `diagram`); errors from every stage are
+//! collected in one `Ctxt` and reported together.
+
+mod ast;
+mod attr;
+mod check;
+mod ctxt;
+mod diagram;
+mod expand;
+
+use proc_macro::TokenStream;
+
+/// Derives `statefold::Machine`. Documented in the `statefold` crate.
+#[proc_macro_derive(Machine, attributes(machine, initial, from, state, column))]
+pub fn derive_machine(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    expand::derive(&input).into()
+}

@@ -1,0 +1,1 @@
+//! Machines shared by statefold's tests.

@@ -1,0 +1,10 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+#[initial]
+enum Order {
+    #[initial]
+    Placed,
+}
+
+fn main() {}

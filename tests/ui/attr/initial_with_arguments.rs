@@ -1,0 +1,9 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order {
+    #[initial(yes)]
+    Placed,
+}
+
+fn main() {}

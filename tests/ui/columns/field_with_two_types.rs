@@ -1,0 +1,11 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order {
+    #[initial]
+    Placed { amount: i64 },
+    #[from(Placed)]
+    Refunded { amount: String },
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Bestellung {
+    #[initial]
+    Aufgegeben,
+    #[from(Aufgegeben)]
+    Bezahlt { gebühr: i64 },
+}
+
+fn main() {}

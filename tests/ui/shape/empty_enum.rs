@@ -1,0 +1,6 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Nothing {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+struct Order {
+    customer: String,
+}
+
+fn main() {}

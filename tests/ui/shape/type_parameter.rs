@@ -1,0 +1,9 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order<T> {
+    #[initial]
+    Placed { item: T },
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order {
+    Placed,
+    #[from(Placed)]
+    Paid,
+}
+
+fn main() {}

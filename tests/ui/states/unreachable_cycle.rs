@@ -1,0 +1,13 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order {
+    #[initial]
+    Placed,
+    #[from(Returned)]
+    Refunded,
+    #[from(Refunded)]
+    Returned,
+}
+
+fn main() {}
