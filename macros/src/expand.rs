@@ -589,9 +589,9 @@ impl<'m, 'a> Expander<'m, 'a> {
             } else {
                 (column_call(c.field, quote!(TYPE)), column_call(c.field, quote!(NULLABLE)))
             };
-            let set_on_insert = c.set_on_insert;
+            let nullable = if c.set_on_insert { nullable } else { quote!(true) };
             quote! {
-                ::statefold::ColumnDef { name: #key, ty: #logical, nullable: !#set_on_insert || #nullable }
+                ::statefold::ColumnDef { name: #key, ty: #logical, nullable: #nullable }
             }
         });
         let mermaid = diagram::mermaid(machine, &self.analysis.edges);

@@ -1,0 +1,68 @@
+//! The derive never panics, whatever it is given: malformed declarations end
+//! in `compile_error!`, valid ones in code without it.
+
+use crate::expand;
+
+fn expand_str(src: &str) -> String {
+    let input: syn::DeriveInput = syn::parse_str(src).expect("the fixture parses as an item");
+    expand::derive(&input).to_string()
+}
+
+#[test]
+fn valid_declarations_expand_without_errors() {
+    for src in [
+        "enum A { #[initial] X }",
+        "enum A { #[initial] #[from(X)] X { n: i64 } }",
+        "#[machine(table = \"t\", events_table = \"e\", id = String)] enum A { #[initial] X, #[from(X)] Y }",
+        "enum A { #[initial] X { #[column(json)] v: Vec<String> }, #[from(X, Y)] Y { #[column(json)] v: Vec<String> } }",
+        "#[machine()] enum A { #[initial] X }",
+        "pub(crate) enum A { #[initial] #[state(name = \"x1\", was = \"x0\")] X }",
+    ] {
+        let out = expand_str(src);
+        assert!(!out.contains("compile_error"), "{src} expanded with an error");
+    }
+}
+
+#[test]
+fn malformed_declarations_error_without_panicking() {
+    let cases = [
+        "struct A;",
+        "union U { a: u8 }",
+        "enum A {}",
+        "enum A<T> { #[initial] X(T) }",
+        "enum A<'a> where Self: 'a { #[initial] X { s: &'a str } }",
+        "enum A { X }",
+        "enum A { #[initial] X(i64, i64) }",
+        "enum A { #[initial] X = 3 }",
+        "enum A { #[initial] #[from] X }",
+        "enum A { #[initial] #[from = \"X\"] X }",
+        "enum A { #[initial] #[from(1, 2)] X }",
+        "enum A { #[initial] #[from(X::Y)] X }",
+        "enum A { #[initial] #[from(X,,)] X }",
+        "enum A { #[initial()] X }",
+        "enum A { #[initial = 1] X }",
+        "#[machine] enum A { #[initial] X }",
+        "#[machine(table)] enum A { #[initial] X }",
+        "#[machine(table = 1)] enum A { #[initial] X }",
+        "#[machine(table = \"\")] enum A { #[initial] X }",
+        "#[machine(id)] enum A { #[initial] X }",
+        "#[machine(id = 5)] enum A { #[initial] X }",
+        "#[machine(table = \"x\", table = \"x\")] enum A { #[initial] X }",
+        "enum A { #[initial] #[state] X }",
+        "enum A { #[initial] #[state(name)] X }",
+        "enum A { #[initial] #[state(name = \"\")] X }",
+        "enum A { #[initial] #[state(was = 1)] X }",
+        "enum A { #[initial] X { #[column] a: i64 } }",
+        "enum A { #[initial] X { #[column(json, json)] a: i64 } }",
+        "enum A { #[initial] X { #[column(json = true)] a: i64 } }",
+        "enum A { #[initial] X { id: i64, status: i64, version: i64 } }",
+        "enum A { #[initial] X { a: i64 }, #[from(X)] Y { a: u8 }, #[from(Y)] Z { a: String } }",
+        "enum A { #[initial] X, #[from(Q)] Y, #[from(Y)] Z, W }",
+        "enum Ünïcode { #[initial] X }",
+        "enum A { #[initial] X { Big: i64 } }",
+    ];
+    for src in cases {
+        let out = expand_str(src);
+        assert!(out.contains("compile_error"), "{src} expanded without an error");
+    }
+}
