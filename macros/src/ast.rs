@@ -42,6 +42,8 @@ pub(crate) struct Field<'a> {
     pub(crate) docs: Vec<&'a Attribute>,
     pub(crate) ty: &'a Type,
     pub(crate) json: bool,
+    /// `#[column(index)]`, kept for its span.
+    pub(crate) index: Option<syn::Path>,
 }
 
 /// A name used in SQL, with the span to blame when it is invalid.
@@ -160,6 +162,13 @@ impl<'a> Field<'a> {
         let ident = field.ident.as_ref()?;
         let attrs = attr::column_attrs(cx, &field.attrs);
         let (docs, _) = attr::docs(&field.attrs);
-        Some(Self { ident, name: syn::ext::IdentExt::unraw(ident).to_string(), docs, ty: &field.ty, json: attrs.json })
+        Some(Self {
+            ident,
+            name: syn::ext::IdentExt::unraw(ident).to_string(),
+            docs,
+            ty: &field.ty,
+            json: attrs.json,
+            index: attrs.index,
+        })
     }
 }

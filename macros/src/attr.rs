@@ -28,6 +28,7 @@ pub(crate) struct StateAttrs<'a> {
 #[derive(Default)]
 pub(crate) struct ColumnAttrs {
     pub(crate) json: bool,
+    pub(crate) index: Option<syn::Path>,
 }
 
 /// Where an attribute was found, to say where it belongs instead.
@@ -189,10 +190,10 @@ pub(crate) fn column_attrs(cx: &Ctxt, attrs: &[Attribute]) -> ColumnAttrs {
         if misplaced(cx, attr, Place::Field) || !attr.path().is_ident("column") {
             continue;
         }
-        // An unreadable `#[column]` is taken as `json`, the only key there is,
-        // so the field's type raises no follow-on error.
+        // An unreadable `#[column]` is taken as `json`, so the field's type
+        // raises no follow-on error.
         if attr.meta.require_list().is_err() {
-            cx.error_spanned_by(attr, "expected `#[column(json)]`");
+            cx.error_spanned_by(attr, "expected `#[column(json)]` or `#[column(index)]`");
             out.json = true;
             continue;
         }
@@ -203,8 +204,14 @@ pub(crate) fn column_attrs(cx: &Ctxt, attrs: &[Attribute]) -> ColumnAttrs {
                 }
                 out.json = true;
                 Ok(())
+            } else if meta.path.is_ident("index") {
+                if out.index.is_some() {
+                    return Err(meta.error("duplicate `index` in `#[column(..)]`"));
+                }
+                out.index = Some(meta.path.clone());
+                Ok(())
             } else {
-                Err(meta.error("unknown key in `#[column(..)]`; expected `json`"))
+                Err(meta.error("unknown key in `#[column(..)]`; expected `json` or `index`"))
             }
         });
         if let Err(err) = result {

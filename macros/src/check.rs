@@ -25,6 +25,8 @@ pub(crate) struct Column<'m, 'a> {
     pub(crate) set_on_insert: bool,
     /// The states whose events set it, in declaration order.
     pub(crate) states: Vec<usize>,
+    /// Some declaration asks for an index.
+    pub(crate) indexed: bool,
 }
 
 pub(crate) fn check<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Analysis<'m, 'a> {
@@ -204,7 +206,7 @@ fn check_columns<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Vec<Column<'m, 
                 continue;
             }
             match columns.iter_mut().find(|c| c.field.name == field.name) {
-                None => columns.push(Column { field, set_on_insert: false, states: vec![index] }),
+                None => columns.push(Column { field, set_on_insert: false, states: vec![index], indexed: false }),
                 Some(column) => {
                     let first = column.field;
                     let owner = machine.states[column.states[0]].ident;
@@ -235,6 +237,22 @@ fn check_columns<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Vec<Column<'m, 
         }
     }
     for column in &mut columns {
+        for &s in &column.states {
+            for field in machine.states[s].fields.iter().filter(|f| f.name == column.field.name) {
+                if let Some(path) = &field.index {
+                    column.indexed = true;
+                    if column.field.json {
+                        cx.error_spanned_by(
+                            path,
+                            format_args!(
+                                "`{}` is a JSON column, which not every backend can index: index a plain column instead",
+                                field.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
         let initial_setters = column.states.iter().filter(|&&s| machine.states[s].initial).count();
         column.set_on_insert = initial > 0 && initial_setters == initial;
     }

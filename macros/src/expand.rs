@@ -590,8 +590,9 @@ impl<'m, 'a> Expander<'m, 'a> {
                 (column_call(c.field, quote!(TYPE)), column_call(c.field, quote!(NULLABLE)))
             };
             let nullable = if c.set_on_insert { nullable } else { quote!(true) };
+            let indexed = c.indexed;
             quote! {
-                ::statefold::ColumnDef { name: #key, ty: #logical, nullable: #nullable }
+                ::statefold::ColumnDef { name: #key, ty: #logical, nullable: #nullable, indexed: #indexed }
             }
         });
         let mermaid = diagram::mermaid(machine, &self.analysis.edges);

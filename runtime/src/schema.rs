@@ -6,7 +6,8 @@
 //! writes no SQL.
 
 /// The storage type of a column, independent of any SQL dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LogicalType {
     /// `bool`.
@@ -144,6 +145,8 @@ pub struct ColumnDef {
     pub ty: LogicalType,
     /// `false` only when every initial state sets it with a non-optional type.
     pub nullable: bool,
+    /// Whether the records table has an index on it (`#[column(index)]`).
+    pub indexed: bool,
 }
 
 /// The columns every records table has before the payload columns.

@@ -11,7 +11,11 @@ use statefold::{ColumnDef, Edge, Event, IdDef, LogicalType, Machine, Metadata, R
 enum Order {
     /// The customer placed the order.
     #[initial]
-    Placed { customer: String, amount_cents: i64 },
+    Placed {
+        #[column(index)]
+        customer: String,
+        amount_cents: i64,
+    },
     /// Paid by card.
     #[from(Placed)]
     Paid { payment_ref: String, paid_at: Option<chrono::DateTime<chrono::Utc>> },
@@ -59,11 +63,11 @@ fn description_lists_tables_states_edges_and_columns() {
     );
     assert_eq!(def.sources_of("Cancelled").collect::<Vec<_>>(), ["Placed", "Paid"]);
 
-    let column = |name, ty, nullable| ColumnDef { name, ty, nullable };
+    let column = |name, ty, nullable| ColumnDef { name, ty, nullable, indexed: false };
     assert_eq!(
         def.columns,
         [
-            column("customer", LogicalType::Text, false),
+            ColumnDef { indexed: true, ..column("customer", LogicalType::Text, false) },
             column("amount_cents", LogicalType::I64, false),
             column("payment_ref", LogicalType::Text, true),
             column("paid_at", LogicalType::Timestamp, true),
