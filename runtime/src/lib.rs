@@ -1,8 +1,39 @@
 #![doc = include_str!("../../README.md")]
 
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod backend;
+#[cfg(all(feature = "cli", any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+pub mod cli;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod fate;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod fold;
 mod machine;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod migrate;
 pub mod schema;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod store;
 mod value;
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use backend::Backend;
+#[cfg(feature = "mysql")]
+pub use backend::MySql;
+#[cfg(feature = "postgres")]
+pub use backend::Postgres;
+#[cfg(feature = "sqlite")]
+pub use backend::Sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use error::Error;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use fate::{Fate, FaultPoint};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use fold::{AuditReport, Mismatch, Problem};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use store::{NewRecord, Page, Store, StoredEvent, Tx};
 
 pub use machine::{
     ColumnError, Encoded, Enters, Event, Initial, Machine, Metadata, Record, Row, RowHeader, Status, Transition,

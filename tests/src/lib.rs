@@ -1,1 +1,10 @@
-//! Machines shared by statefold's tests.
+//! Machines and harness shared by statefold's tests.
+//!
+//! - [`machines`]: the machines the behaviour suite persists;
+//! - [`db`]: a fresh database per test, on each backend;
+//! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
+//!   by [`suite!`] in `tests/store_{sqlite,postgres,mysql}.rs`.
+
+pub mod db;
+pub mod machines;
+pub mod suite;

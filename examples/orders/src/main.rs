@@ -1,8 +1,10 @@
-//! An order's life, declared once.
+//! An order's life, declared once and persisted on embedded SQLite: insert,
+//! typed transitions, history, the record as of a past time, the audit, and
+//! what an illegal transition requested at run time looks like.
 //!
-//! Run with `cargo run -p orders`.
+//! Run with `cargo run -p orders` (no server needed: the database lives in memory).
 
-use statefold::Machine;
+use statefold::{Machine, Metadata, Sqlite, Status, Store};
 
 /// An order's life.
 #[derive(Debug, Clone, PartialEq, Machine)]
@@ -31,7 +33,7 @@ pub enum Order {
     /// The order was called off before shipping.
     #[from(Placed, Paid)]
     Cancelled {
-        /// Why.
+        /// Why it was called off.
         reason: String,
     },
     /// The parcel arrived.
@@ -39,8 +41,65 @@ pub enum Order {
     Delivered,
 }
 
-fn main() {
+#[tokio::main]
+async fn main() -> Result<(), statefold::Error> {
     let def = Order::DEF;
-    println!("{} -> tables `{}` and `{}`", def.name, def.table, def.events_table);
-    println!("{}", def.mermaid);
+    let store = Store::<Order, Sqlite>::connect("sqlite::memory:").await?;
+    store.create_tables().await?;
+    println!("== {}: tables `{}` and `{}` on in-memory SQLite\n", def.name, def.table, def.events_table);
+
+    // Each write is a guarded row change plus its event, in one transaction.
+    let placed = store.insert(OrderPlaced { customer: "Ada".into(), amount_cents: 4200 }).await?;
+    let id = *placed.id();
+    println!(
+        "placed   order {id} for {}, {} cents (version {})",
+        placed.row().customer,
+        placed.row().amount_cents,
+        placed.version()
+    );
+
+    let payment = OrderPaid { payment_ref: "pay_7Hq2".into() };
+    let paid = store.apply(placed.transition(payment).with_metadata(Metadata::new().actor("payments"))).await?;
+    println!("paid     with {} (version {})", paid.row().payment_ref.as_deref().unwrap_or("?"), paid.version());
+
+    // Only declared edges compile: `paid.transition(OrderPaid { .. })` would not.
+    let shipped = store.apply(paid.transition(OrderShipped { tracking: "1Z999AA1".into() })).await?;
+    println!("shipped  as {} (version {})", shipped.row().tracking.as_deref().unwrap_or("?"), shipped.version());
+
+    println!("\n== history of order {id}");
+    let history = store.history(&id).await?;
+    for event in &history {
+        let from = event.from.map_or("(new)", |s| s.name());
+        let actor = event.metadata.actor.as_deref().unwrap_or("-");
+        println!(
+            "  #{} v{} {:>6} -> {:<7} at {} by {:<8} {:?}",
+            event.position,
+            event.version,
+            from,
+            event.to.name(),
+            event.created_at.format("%H:%M:%S%.6f"),
+            actor,
+            event.event
+        );
+    }
+
+    let when_paid = history[1].created_at;
+    if let Some(then) = store.as_of(&id, when_paid).await? {
+        println!("\n== as of {} (the fold of its events up to then)", when_paid.format("%H:%M:%S%.6f"));
+        println!("  status {}, payment {:?}, tracking {:?}", then.status.name(), then.payment_ref, then.tracking);
+    }
+
+    println!("\n== {}", store.audit().await?);
+
+    // A target known only at run time (from an HTTP request, say) is checked
+    // against the declaration: an illegal edge is an error, not a panic.
+    println!("\n== paying order {id} again, as requested at run time");
+    let again = Order::Paid { payment_ref: "pay_again".into() };
+    match store.transition(&id, again, Metadata::new().actor("api")).await {
+        Ok(state) => println!("  unexpectedly allowed: {:?}", state.status()),
+        Err(error) => println!("  refused: {error}"),
+    }
+    let current = store.load(&id).await?;
+    println!("  order {id} is still {} at version {}", current.status().name(), current.row().version);
+    Ok(())
 }

@@ -1,0 +1,429 @@
+//! Backends: one trait ties a database to its SQL dialect.
+//!
+//! A [`Backend`] is a unit struct ([`Sqlite`], [`Postgres`], [`MySql`]) with
+//! an associated sqlx [`Database`](sqlx::Database). Everything that differs
+//! between databases lives behind it: identifier quoting, column types, the
+//! DDL of a machine's tables, how values are bound and read, and how a write
+//! is sent (one statement on PostgreSQL, a few inside one transaction
+//! elsewhere). The [`Store`](crate::Store) is written once against the trait.
+
+pub(crate) mod render;
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+#[cfg(feature = "mysql")]
+pub use mysql::MySql;
+#[cfg(feature = "postgres")]
+pub use postgres::Postgres;
+#[cfg(feature = "sqlite")]
+pub use sqlite::Sqlite;
+
+use crate::error::Error;
+use crate::schema::{ColumnDef, LogicalType, MachineDef};
+use crate::value::Value;
+use sqlx::error::BoxDynError;
+use sqlx::pool::PoolOptions;
+use sqlx::{Database, Executor, IntoArguments, Pool};
+use std::fmt;
+use std::future::Future;
+
+/// A database statefold can persist machines in, with its SQL dialect.
+///
+/// Implemented by [`Sqlite`], [`Postgres`] and [`MySql`] (each behind the
+/// cargo feature of the same name); sealed, so the store can rely on every
+/// backend behaving as documented. The rendering methods are public so that
+/// tools (migrations, reviews) can print exactly the schema the store expects.
+///
+/// ```
+/// use statefold::{Backend, Machine, Sqlite};
+///
+/// #[derive(Machine)]
+/// #[machine(table = "lamps")]
+/// enum Lamp {
+///     #[initial]
+///     #[from(On)]
+///     Off,
+///     #[from(Off)]
+///     On { watts: i32 },
+/// }
+///
+/// let ddl = Sqlite::create_tables_sql(Lamp::DEF);
+/// assert!(ddl[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "lamps""#));
+/// assert!(ddl[0].contains(r#""watts" INTEGER"#));
+/// assert!(ddl[1].starts_with(r#"CREATE TABLE IF NOT EXISTS "lamp_events""#));
+/// ```
+pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 'static {
+    /// The sqlx database driving this backend.
+    type Db: Database;
+
+    /// The backend's name, as shown in errors (`SQLite`, `PostgreSQL`, `MySQL`).
+    const NAME: &'static str;
+
+    /// The pool settings the store uses: no ping before every acquire (sqlx
+    /// replaces broken connections anyway, and a ping is a round trip).
+    ///
+    /// Start from these when building a pool for [`Store::new`](crate::Store::new).
+    ///
+    /// ```
+    /// use statefold::{Backend, Sqlite};
+    /// let options = Sqlite::pool_options().max_connections(4);
+    /// assert!(!options.get_test_before_acquire());
+    /// ```
+    fn pool_options() -> PoolOptions<Self::Db> {
+        PoolOptions::new().test_before_acquire(false)
+    }
+
+    /// Opens a pool for `url`, checking first that the URL is meant for this backend.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] when the URL has another scheme or does not
+    /// parse; [`Error::Database`] when the database cannot be reached.
+    fn connect(url: &str) -> impl Future<Output = Result<Pool<Self::Db>, Error>> + Send;
+
+    /// Quotes an identifier (table, column, index or constraint name).
+    ///
+    /// ```
+    /// use statefold::{Backend, Sqlite};
+    /// assert_eq!(Sqlite::quote_ident("order"), r#""order""#);
+    /// assert_eq!(Sqlite::quote_ident(r#"a"b"#), r#""a""b""#);
+    /// ```
+    fn quote_ident(ident: &str) -> String;
+
+    /// The SQL type storing a logical type.
+    ///
+    /// ```
+    /// use statefold::{Backend, LogicalType, Sqlite};
+    /// assert_eq!(Sqlite::column_type(LogicalType::Timestamp), "TEXT");
+    /// ```
+    fn column_type(ty: LogicalType) -> &'static str;
+
+    /// The definition of a payload column, as in `CREATE TABLE` or `ADD COLUMN`.
+    ///
+    /// ```
+    /// use statefold::{Backend, ColumnDef, LogicalType, Sqlite};
+    /// let column = ColumnDef { name: "amount_cents", ty: LogicalType::I64, nullable: false, indexed: false };
+    /// assert_eq!(Sqlite::column_sql(&column), r#""amount_cents" INTEGER NOT NULL"#);
+    /// ```
+    fn column_sql(column: &ColumnDef) -> String {
+        let null = if column.nullable { "" } else { " NOT NULL" };
+        format!("{} {}{null}", Self::quote_ident(column.name), Self::column_type(column.ty))
+    }
+
+    /// The named `CHECK` constraint limiting `status` to the machine's states
+    /// (their stored names, current and earlier).
+    fn status_check_sql(def: &MachineDef) -> String {
+        let names: Vec<String> = def
+            .states
+            .iter()
+            .flat_map(|s| std::iter::once(s.db_name).chain(s.was.iter().copied()))
+            .map(Self::string_literal)
+            .collect();
+        format!(
+            "CONSTRAINT {} CHECK ({} IN ({}))",
+            Self::quote_ident(&render::status_check_name(def)),
+            Self::quote_ident("status"),
+            names.join(", ")
+        )
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` for the records table: `id`, `status`,
+    /// `version`, `created_at`, `updated_at`, then one column per payload column.
+    fn records_table_sql(def: &MachineDef) -> String;
+
+    /// `CREATE TABLE IF NOT EXISTS` for the events table: `id` (the global
+    /// position), `record_id`, `kind`, `from_status`, `to_status`, `version`
+    /// (unique per record), `payload`, `metadata`, `created_at`, and what the
+    /// backend needs for gap-safe reads.
+    fn events_table_sql(def: &MachineDef) -> String;
+
+    /// The indexes the store's queries use, as `CREATE INDEX IF NOT EXISTS`
+    /// statements: `(status, id)` for listing by status, and one per
+    /// `#[column(index)]` column. Empty where the backend declares indexes
+    /// inside `CREATE TABLE` instead.
+    fn indexes_sql(def: &MachineDef) -> Vec<String>;
+
+    /// Every statement creating the machine's tables and indexes, in order.
+    /// Each is idempotent (`IF NOT EXISTS`).
+    fn create_tables_sql(def: &MachineDef) -> Vec<String> {
+        let mut statements = vec![Self::records_table_sql(def), Self::events_table_sql(def)];
+        statements.extend(Self::indexes_sql(def));
+        statements
+    }
+
+    /// A string literal, for the few constants DDL cannot bind.
+    #[doc(hidden)]
+    fn string_literal(value: &str) -> String {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+
+    /// The `n`th (1-based) bind parameter.
+    #[doc(hidden)]
+    fn placeholder(n: usize) -> String;
+
+    /// Whether an insert or a transition is one atomic statement, so that it
+    /// needs no explicit transaction of its own.
+    #[doc(hidden)]
+    const ONE_STATEMENT: bool;
+
+    /// The statement opening the store's write transactions (`None`: the default `BEGIN`).
+    #[doc(hidden)]
+    const BEGIN_WRITE: Option<&'static str>;
+
+    /// The statement opening a read-only transaction over one consistent snapshot.
+    #[doc(hidden)]
+    const BEGIN_SNAPSHOT: &'static str;
+
+    /// The backend's prepared write statements for one machine.
+    #[doc(hidden)]
+    type Plan: Send + Sync + 'static;
+
+    /// Renders the write statements of every state of `def`, once per store.
+    #[doc(hidden)]
+    fn plan(def: &'static MachineDef) -> Self::Plan;
+
+    /// Runs a query, reading each row as values of `types`.
+    #[doc(hidden)]
+    fn fetch_all<'a>(
+        conn: &'a mut Conn<Self>,
+        sql: &'a str,
+        binds: &'a [Bind<'a>],
+        types: &'a [LogicalType],
+    ) -> impl Future<Output = Result<Vec<Vec<Value>>, sqlx::Error>> + Send + 'a;
+
+    /// Runs a statement without binds or results (DDL).
+    #[doc(hidden)]
+    fn execute<'a>(conn: &'a mut Conn<Self>, sql: &'a str)
+        -> impl Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+
+    /// Writes a record and its event. `Ok(None)`: the guard of a transition
+    /// matched no row (the caller finds out why).
+    #[doc(hidden)]
+    fn write<'a>(
+        conn: &'a mut Conn<Self>,
+        plan: &'a Self::Plan,
+        write: &'a Write,
+    ) -> impl Future<Output = Result<Option<Written>, sqlx::Error>> + Send + 'a;
+
+    /// What a database error means, from the backend's error codes.
+    #[doc(hidden)]
+    fn classify(error: &sqlx::Error) -> Failure;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The connection type of a backend.
+pub(crate) type Conn<B> = <<B as Backend>::Db as Database>::Connection;
+
+/// A value to bind, with the column type it goes to (a `NULL` needs one).
+pub(crate) type Bind<'a> = (&'a Value, LogicalType);
+
+/// One insert or transition, as the store hands it to a backend.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Write {
+    /// The entered state's index in `DEF.states` (selects the cached SQL).
+    pub state: usize,
+    /// The key: caller-supplied on insert (`None` when generated), always set on a transition.
+    pub id: Option<Value>,
+    /// The key's type.
+    pub id_type: LogicalType,
+    /// The entered state's stored name (the event's kind and `to_status`).
+    pub status: Value,
+    /// The status the record must have (a transition), or `None` (an insert).
+    pub from: Option<Value>,
+    /// The version the record must have (a transition).
+    pub version: Value,
+    /// The write's time, already at the precision every backend stores.
+    pub at: Value,
+    /// The entered state's columns in `StateDef::fields` order, with their types.
+    pub columns: Vec<(Value, LogicalType)>,
+    /// The event's JSON payload.
+    pub payload: Value,
+    /// The event's JSON metadata.
+    pub metadata: Value,
+}
+
+impl Write {
+    /// Binds of [`render::insert_record`]: `[id], status, at, at, columns`.
+    pub(crate) fn record_binds(&self) -> Vec<Bind<'_>> {
+        let mut binds = Vec::with_capacity(4 + self.columns.len());
+        if let Some(id) = &self.id {
+            binds.push((id, self.id_type));
+        }
+        binds.extend([
+            (&self.status, LogicalType::Text),
+            (&self.at, LogicalType::Timestamp),
+            (&self.at, LogicalType::Timestamp),
+        ]);
+        binds.extend(self.columns.iter().map(|(v, ty)| (v, *ty)));
+        binds
+    }
+
+    /// Binds of [`render::update_record`]: `status, at, columns, id, from, version`.
+    pub(crate) fn update_binds(&self) -> Vec<Bind<'_>> {
+        let mut binds = Vec::with_capacity(5 + self.columns.len());
+        binds.extend([(&self.status, LogicalType::Text), (&self.at, LogicalType::Timestamp)]);
+        binds.extend(self.columns.iter().map(|(v, ty)| (v, *ty)));
+        binds.extend([
+            (self.id.as_ref().unwrap_or(&Value::Null), self.id_type),
+            (self.from.as_ref().unwrap_or(&Value::Null), LogicalType::Text),
+            (&self.version, LogicalType::I64),
+        ]);
+        binds
+    }
+
+    /// Binds of [`render::insert_event_select`]: `kind, from, to, payload, metadata, at`.
+    pub(crate) fn event_select_binds(&self) -> [Bind<'_>; 6] {
+        [
+            (&self.status, LogicalType::Text),
+            (self.from.as_ref().unwrap_or(&Value::Null), LogicalType::Text),
+            (&self.status, LogicalType::Text),
+            (&self.payload, LogicalType::Json),
+            (&self.metadata, LogicalType::Json),
+            (&self.at, LogicalType::Timestamp),
+        ]
+    }
+
+    /// Binds of [`render::insert_event_values`]:
+    /// `record_id, kind, from, to, version, payload, metadata, at`.
+    #[cfg(any(feature = "sqlite", feature = "mysql"))]
+    pub(crate) fn event_values_binds<'a>(&'a self, record_id: &'a Value, version: &'a Value) -> [Bind<'a>; 8] {
+        let [kind, from, to, payload, metadata, at] = self.event_select_binds();
+        [(record_id, self.id_type), kind, from, to, (version, LogicalType::I64), payload, metadata, at]
+    }
+}
+
+/// What a backend's write produced.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Written {
+    /// The record's key.
+    pub id: Value,
+    /// The whole row after a transition (an insert's row is known without reading it).
+    pub row: Option<Vec<Value>>,
+    /// The event's position.
+    pub position: i64,
+}
+
+/// A database error, as the store reports it.
+#[doc(hidden)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// A unique constraint rejected the write.
+    Unique,
+    /// The named table does not exist.
+    MissingTable(String),
+    /// The database cannot represent a value (PostgreSQL text with NUL).
+    Unrepresentable,
+    /// Anything else.
+    Other,
+}
+
+/// How a concrete backend binds and reads values; the generic query helpers
+/// below are written once against it.
+pub(crate) trait Codec: Backend {
+    /// Adds one bind parameter.
+    fn bind<'q>(
+        args: &mut <Self::Db as Database>::Arguments<'q>,
+        value: &'q Value,
+        ty: LogicalType,
+    ) -> Result<(), BoxDynError>;
+
+    /// Reads column `index` of a row as a value of `ty` (or `Null`).
+    fn read(row: &<Self::Db as Database>::Row, index: usize, ty: LogicalType) -> Result<Value, sqlx::Error>;
+}
+
+fn arguments<'q, B: Codec>(binds: &[Bind<'q>]) -> Result<<B::Db as Database>::Arguments<'q>, sqlx::Error> {
+    let mut args = <B::Db as Database>::Arguments::default();
+    for &(value, ty) in binds {
+        B::bind(&mut args, value, ty).map_err(sqlx::Error::Encode)?;
+    }
+    Ok(args)
+}
+
+fn read_row<B: Codec>(row: &<B::Db as Database>::Row, types: &[LogicalType]) -> Result<Vec<Value>, sqlx::Error> {
+    types.iter().enumerate().map(|(i, &ty)| B::read(row, i, ty)).collect()
+}
+
+/// Runs a query and reads every row.
+pub(crate) async fn fetch_all<B: Codec>(
+    conn: &mut Conn<B>,
+    sql: &str,
+    binds: &[Bind<'_>],
+    types: &[LogicalType],
+) -> Result<Vec<Vec<Value>>, sqlx::Error>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+{
+    let rows = sqlx::query_with(sql, arguments::<B>(binds)?).fetch_all(&mut *conn).await?;
+    rows.iter().map(|row| read_row::<B>(row, types)).collect()
+}
+
+/// Runs a query and reads its row, if any.
+pub(crate) async fn fetch_optional<B: Codec>(
+    conn: &mut Conn<B>,
+    sql: &str,
+    binds: &[Bind<'_>],
+    types: &[LogicalType],
+) -> Result<Option<Vec<Value>>, sqlx::Error>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+{
+    let row = sqlx::query_with(sql, arguments::<B>(binds)?).fetch_optional(&mut *conn).await?;
+    row.map(|row| read_row::<B>(&row, types)).transpose()
+}
+
+/// Runs a statement and returns the database's summary of it.
+pub(crate) async fn execute<B: Codec>(
+    conn: &mut Conn<B>,
+    sql: &str,
+    binds: &[Bind<'_>],
+) -> Result<<B::Db as Database>::QueryResult, sqlx::Error>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+{
+    sqlx::query_with(sql, arguments::<B>(binds)?).execute(&mut *conn).await
+}
+
+/// An event position read back from the database.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+fn position(value: Value) -> Result<i64, sqlx::Error> {
+    match value {
+        Value::I64(position) => Ok(position),
+        other => Err(sqlx::Error::Decode(format!("expected an event position, found {}", other.kind()).into())),
+    }
+}
+
+/// Rejects a URL whose scheme is not one of `schemes`, naming what was expected.
+fn check_scheme(backend: &'static str, url: &str, schemes: &[&str], example: &str) -> Result<(), Error> {
+    let scheme = url.split_once(':').map(|(scheme, _)| scheme);
+    match scheme {
+        Some(scheme) if schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) => Ok(()),
+        found => Err(Error::InvalidUrl {
+            backend,
+            reason: format!(
+                "{}; expected {}, e.g. `{example}`",
+                match found {
+                    Some(s) => format!("the scheme is `{s}:`"),
+                    None => "the URL has no scheme".to_owned(),
+                },
+                schemes.iter().map(|s| format!("`{s}:`")).collect::<Vec<_>>().join(" or "),
+            ),
+        }),
+    }
+}
+
+/// Wraps an options parse error: the URL had the right scheme but is malformed.
+fn bad_url(backend: &'static str, error: &sqlx::Error) -> Error {
+    Error::InvalidUrl { backend, reason: error.to_string() }
+}

@@ -1,0 +1,234 @@
+//! PostgreSQL: each insert and transition is one atomic statement.
+
+use super::render::{self, Params};
+use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
+use crate::error::Error;
+use crate::schema::{LogicalType, MachineDef};
+use crate::value::Value;
+use chrono::{DateTime, Utc};
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
+use sqlx::types::Json;
+use sqlx::{Arguments, Pool, Row};
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// PostgreSQL 13 or later (feature `postgres`).
+///
+/// An insert or a transition is one statement: a data-modifying CTE writes
+/// the row (for a transition, only if it still has the expected status and
+/// version) and inserts the event from what that write returned. So a write
+/// is one round trip, atomic without an explicit transaction. The events
+/// table also records the writing transaction's id (`tx xid8`), which
+/// consumers use to read without skipping events that commit late.
+///
+/// PostgreSQL `TEXT` and `JSONB` cannot hold the NUL character (`\0`): a
+/// string containing one is rejected with [`Error::Unrepresentable`], never
+/// stored altered.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), statefold::Error> {
+/// use statefold::{Backend, Postgres};
+/// let pool = Postgres::connect("postgres://postgres@127.0.0.1:5432/app").await?;
+/// # let _ = pool;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Postgres;
+
+impl super::sealed::Sealed for Postgres {}
+
+#[doc(hidden)]
+pub struct PostgresPlan {
+    insert: Vec<String>,
+    transition: Vec<String>,
+    /// A transition's result: the whole row, then the event's position.
+    transition_types: Vec<LogicalType>,
+}
+
+impl Backend for Postgres {
+    type Db = sqlx::Postgres;
+    const NAME: &'static str = "PostgreSQL";
+
+    async fn connect(url: &str) -> Result<Pool<Self::Db>, Error> {
+        super::check_scheme(Self::NAME, url, &["postgres", "postgresql"], "postgres://user@localhost:5432/app")?;
+        let options = PgConnectOptions::from_str(url).map_err(|e| super::bad_url(Self::NAME, &e))?;
+        Ok(Self::pool_options().connect_with(options).await?)
+    }
+
+    fn quote_ident(ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    fn column_type(ty: LogicalType) -> &'static str {
+        match ty {
+            LogicalType::Bool => "BOOLEAN",
+            LogicalType::I32 => "INTEGER",
+            LogicalType::I64 => "BIGINT",
+            LogicalType::F64 => "DOUBLE PRECISION",
+            LogicalType::Text => "TEXT",
+            LogicalType::Bytes => "BYTEA",
+            LogicalType::Timestamp => "TIMESTAMPTZ",
+            LogicalType::Uuid => "UUID",
+            LogicalType::Json => "JSONB",
+        }
+    }
+
+    fn records_table_sql(def: &MachineDef) -> String {
+        let id = if def.id.generated {
+            format!("{} BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", Self::quote_ident("id"))
+        } else {
+            format!("{} {} PRIMARY KEY", Self::quote_ident("id"), Self::column_type(def.id.ty))
+        };
+        let mut elements = vec![id];
+        elements.extend(render::record_body::<Self>(def, "TEXT"));
+        elements.push(Self::status_check_sql(def));
+        render::create_table::<Self>(def.table, &elements, "")
+    }
+
+    /// Besides the common columns, `tx xid8` holds the id of the transaction
+    /// that wrote each event, for gap-safe reads by position. It is not
+    /// indexed: such reads go by position and filter on it.
+    fn events_table_sql(def: &MachineDef) -> String {
+        let mut elements = vec![format!("{} BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", Self::quote_ident("id"))];
+        elements.extend(render::event_body::<Self>(Self::column_type(def.id.ty), "TEXT"));
+        elements.push(format!("{} xid8 NOT NULL DEFAULT pg_current_xact_id()", Self::quote_ident("tx")));
+        elements.push(render::event_version_key::<Self>(def));
+        render::create_table::<Self>(def.events_table, &elements, "")
+    }
+
+    fn indexes_sql(def: &MachineDef) -> Vec<String> {
+        render::create_indexes::<Self>(def)
+    }
+
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
+
+    const ONE_STATEMENT: bool = true;
+    const BEGIN_WRITE: Option<&'static str> = None;
+    const BEGIN_SNAPSHOT: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+    type Plan = PostgresPlan;
+
+    fn plan(def: &'static MachineDef) -> PostgresPlan {
+        let q = Self::quote_ident;
+        let (id, version) = (q("id"), q("version"));
+        let insert = |state| {
+            let mut p = Params::<Self>::new();
+            let record = render::insert_record(def, state, &mut p);
+            let event = render::insert_event_select(def, "rec", &mut p);
+            format!(
+                "WITH {} AS ({record} RETURNING {id}, {version}) {event} RETURNING {}, {id}",
+                q("rec"),
+                q("record_id")
+            )
+        };
+        let transition = |state| {
+            let mut p = Params::<Self>::new();
+            let update = render::update_record(def, state, &mut p);
+            let event = render::insert_event_select(def, "upd", &mut p);
+            let (upd, ev) = (q("upd"), q("ev"));
+            format!(
+                "WITH {upd} AS ({update} RETURNING {}), {ev} AS ({event} RETURNING {id}) \
+                 SELECT {upd}.*, {ev}.{id} FROM {upd}, {ev}",
+                render::record_columns::<Self>(def)
+            )
+        };
+        let mut transition_types = render::row_types(def);
+        transition_types.push(LogicalType::I64);
+        PostgresPlan {
+            insert: def.states.iter().map(insert).collect(),
+            transition: def.states.iter().map(transition).collect(),
+            transition_types,
+        }
+    }
+
+    fn fetch_all<'a>(
+        conn: &'a mut Conn<Self>,
+        sql: &'a str,
+        binds: &'a [Bind<'a>],
+        types: &'a [LogicalType],
+    ) -> impl std::future::Future<Output = Result<Vec<Vec<Value>>, sqlx::Error>> + Send + 'a {
+        super::fetch_all::<Self>(conn, sql, binds, types)
+    }
+
+    async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), sqlx::Error> {
+        super::execute::<Self>(conn, sql, &[]).await.map(drop)
+    }
+
+    async fn write(conn: &mut Conn<Self>, plan: &PostgresPlan, write: &Write) -> Result<Option<Written>, sqlx::Error> {
+        if write.from.is_none() {
+            let mut binds = write.record_binds();
+            binds.extend(write.event_select_binds());
+            let types = [write.id_type, LogicalType::I64];
+            let row = super::fetch_optional::<Self>(conn, &plan.insert[write.state], &binds, &types).await?;
+            let mut row = row.ok_or(sqlx::Error::RowNotFound)?.into_iter();
+            let (id, position) = (row.next().unwrap_or(Value::Null), row.next().unwrap_or(Value::Null));
+            return Ok(Some(Written { id, row: None, position: super::position(position)? }));
+        }
+        let mut binds = write.update_binds();
+        binds.extend(write.event_select_binds());
+        let row =
+            super::fetch_optional::<Self>(conn, &plan.transition[write.state], &binds, &plan.transition_types).await?;
+        let Some(mut row) = row else { return Ok(None) };
+        let position = super::position(row.pop().unwrap_or(Value::Null))?;
+        Ok(Some(Written { id: row[0].clone(), row: Some(row), position }))
+    }
+
+    fn classify(error: &sqlx::Error) -> Failure {
+        let Some(db) = error.as_database_error() else { return Failure::Other };
+        match db.code().as_deref() {
+            Some("23505") => Failure::Unique,
+            // `relation "orders" does not exist`
+            Some("42P01") => Failure::MissingTable(db.message().split('"').nth(1).unwrap_or(db.message()).to_owned()),
+            // A NUL in text (22021) or in a JSON string (22P05).
+            Some("22021" | "22P05") => Failure::Unrepresentable,
+            _ => Failure::Other,
+        }
+    }
+}
+
+impl Codec for Postgres {
+    fn bind(args: &mut PgArguments, value: &Value, ty: LogicalType) -> Result<(), BoxDynError> {
+        match value {
+            // PostgreSQL types every parameter: a NULL carries its column's type.
+            Value::Null => match ty {
+                LogicalType::Bool => args.add(Option::<bool>::None),
+                LogicalType::I32 => args.add(Option::<i32>::None),
+                LogicalType::I64 => args.add(Option::<i64>::None),
+                LogicalType::F64 => args.add(Option::<f64>::None),
+                LogicalType::Text => args.add(Option::<&str>::None),
+                LogicalType::Bytes => args.add(Option::<&[u8]>::None),
+                LogicalType::Timestamp => args.add(Option::<DateTime<Utc>>::None),
+                LogicalType::Uuid => args.add(Option::<Uuid>::None),
+                LogicalType::Json => args.add(Option::<Json<&serde_json::Value>>::None),
+            },
+            Value::Bool(v) => args.add(*v),
+            Value::I32(v) => args.add(*v),
+            Value::I64(v) => args.add(*v),
+            Value::F64(v) => args.add(*v),
+            Value::Text(v) => args.add(v.as_str()),
+            Value::Bytes(v) => args.add(v.as_slice()),
+            Value::Timestamp(v) => args.add(*v),
+            Value::Uuid(v) => args.add(*v),
+            Value::Json(v) => args.add(Json(v)),
+        }
+    }
+
+    fn read(row: &PgRow, i: usize, ty: LogicalType) -> Result<Value, sqlx::Error> {
+        let value = match ty {
+            LogicalType::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
+            LogicalType::I32 => row.try_get::<Option<i32>, _>(i)?.map(Value::I32),
+            LogicalType::I64 => row.try_get::<Option<i64>, _>(i)?.map(Value::I64),
+            LogicalType::F64 => row.try_get::<Option<f64>, _>(i)?.map(Value::F64),
+            LogicalType::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
+            LogicalType::Bytes => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
+            LogicalType::Timestamp => row.try_get::<Option<DateTime<Utc>>, _>(i)?.map(Value::Timestamp),
+            LogicalType::Uuid => row.try_get::<Option<Uuid>, _>(i)?.map(Value::Uuid),
+            LogicalType::Json => row.try_get::<Option<Json<serde_json::Value>>, _>(i)?.map(|json| Value::Json(json.0)),
+        };
+        Ok(value.unwrap_or(Value::Null))
+    }
+}

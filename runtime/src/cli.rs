@@ -1,0 +1,361 @@
+//! A command line for a service's own binary: print the schema, generate,
+//! check and apply migrations, draw the diagrams.
+//!
+//! Register the machines in a few lines, and `cargo run -- --help` does the rest:
+//!
+//! ```no_run
+//! # use statefold::Machine;
+//! # #[derive(Machine)]
+//! # #[machine(table = "orders")]
+//! # enum Order { #[initial] Placed }
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     statefold::cli::Cli::new("orders").machine::<Order>().run().await
+//! }
+//! ```
+//!
+//! ```text
+//! orders schema --dialect postgres
+//! orders migrations generate --dialect postgres --dir migrations
+//! orders migrations check --dir migrations
+//! orders migrations apply --database-url postgres://localhost/app --dir migrations
+//! orders diagram --format mermaid
+//! ```
+
+use crate::migrate::{Generate, Generated, MigrationError, Migrations};
+use crate::schema::MachineDef;
+use crate::Machine;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The registered machines and the commands over them.
+#[derive(Debug, Clone)]
+pub struct Cli {
+    name: &'static str,
+    machines: Vec<&'static MachineDef>,
+}
+
+/// What a command could not do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// The arguments do not parse (the message is clap's usage text).
+    #[error("{0}")]
+    Usage(#[from] clap::Error),
+    /// A migration step failed.
+    #[error(transparent)]
+    Migration(#[from] MigrationError),
+    /// A dialect this binary was built without.
+    #[error("this binary was built without statefold's `{0}` feature: enable it in Cargo.toml to use that dialect")]
+    MissingFeature(&'static str),
+    /// No dialect directory exists to check.
+    #[error("{0} holds no migrations yet: run `migrations generate --dialect <DIALECT>` first")]
+    NoMigrations(PathBuf),
+    /// The database URL names no known backend.
+    #[error("cannot tell the dialect of `{0}`: use a sqlite:, postgres:// or mysql:// URL")]
+    UnknownUrl(String),
+    /// `--machine` names no registered machine.
+    #[error("no machine is named `{name}`; registered: {registered}")]
+    UnknownMachine {
+        /// The name asked for.
+        name: String,
+        /// The registered machines.
+        registered: String,
+    },
+    /// Output could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Parser)]
+#[command(
+    about = "Schema, migrations and diagrams for this service's statefold machines",
+    long_about = "Schema, migrations and diagrams for this service's statefold machines.\n\n\
+        Migrations are generated from the machines' declarations: never write their DDL by hand. \
+        Each dialect has its own directory of sqlx-compatible files (`<DIR>/postgres/0001_create_orders.sql`) \
+        and a snapshot of the schema they reach, so a changed declaration produces only the next step."
+)]
+struct Command {
+    #[command(subcommand)]
+    command: Top,
+}
+
+#[derive(Subcommand)]
+enum Top {
+    /// Print the DDL creating every machine's tables.
+    Schema {
+        /// The SQL dialect.
+        #[arg(long, value_enum)]
+        dialect: DialectArg,
+    },
+    /// Generate, check and apply migrations.
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
+    /// Print (or write) the state diagram of each machine.
+    Diagram {
+        /// The diagram language.
+        #[arg(long, value_enum, default_value_t = Format::Mermaid)]
+        format: Format,
+        /// Only this machine (by its enum's name).
+        #[arg(long)]
+        machine: Option<String>,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrationsCommand {
+    /// Write the next migration if the declarations changed since the last one.
+    Generate {
+        /// The SQL dialect.
+        #[arg(long, value_enum)]
+        dialect: DialectArg,
+        #[command(flatten)]
+        dir: DirArg,
+        /// The description in the file name (default: derived from the changes).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also write changes that lose data: dropped columns or machines, changed types, removed states.
+        #[arg(long)]
+        allow_destructive: bool,
+    },
+    /// Fail when the declarations changed since the last migration (for CI).
+    Check {
+        /// Check only this dialect (default: every dialect directory present).
+        #[arg(long, value_enum)]
+        dialect: Option<DialectArg>,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Apply pending migrations to a database, under a lock, checking applied files are unchanged.
+    Apply {
+        /// The database, e.g. postgres://user@localhost/app, mysql://root@localhost/app, sqlite:app.db
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+}
+
+#[derive(Args)]
+struct DirArg {
+    /// The migrations root; each dialect has a directory under it.
+    #[arg(long = "dir", default_value = "migrations")]
+    path: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DialectArg {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl DialectArg {
+    const ALL: [Self; 3] = [Self::Sqlite, Self::Postgres, Self::Mysql];
+
+    fn dir(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Mysql => "mysql",
+        }
+    }
+
+    fn of_url(url: &str) -> Option<Self> {
+        let scheme = url.split(':').next()?;
+        match scheme {
+            "sqlite" => Some(Self::Sqlite),
+            "postgres" | "postgresql" => Some(Self::Postgres),
+            "mysql" | "mariadb" => Some(Self::Mysql),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Mermaid,
+    Dot,
+}
+
+/// Runs `$body` with `D` bound to the backend of `$dialect`, or fails for a
+/// dialect whose cargo feature is off.
+macro_rules! with_dialect {
+    ($dialect:expr, $d:ident => $body:expr) => {
+        match $dialect {
+            #[cfg(feature = "sqlite")]
+            DialectArg::Sqlite => {
+                type $d = crate::Sqlite;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            DialectArg::Postgres => {
+                type $d = crate::Postgres;
+                $body
+            }
+            #[cfg(feature = "mysql")]
+            DialectArg::Mysql => {
+                type $d = crate::MySql;
+                $body
+            }
+            #[allow(unreachable_patterns)]
+            other => return Err(CliError::MissingFeature(other.dir())),
+        }
+    };
+}
+
+impl Cli {
+    /// A command line named `name` (as shown in its help), with no machines yet.
+    pub fn new(name: &'static str) -> Self {
+        Self { name, machines: Vec::new() }
+    }
+
+    /// Registers a machine.
+    #[must_use]
+    pub fn machine<M: Machine>(mut self) -> Self {
+        self.machines.push(M::DEF);
+        self
+    }
+
+    /// Parses the process's arguments, runs the command, prints its result,
+    /// and returns the exit code (0 success, 1 failure, 2 bad usage).
+    pub async fn run(self) -> ExitCode {
+        self.run_from(std::env::args_os()).await
+    }
+
+    /// [`Cli::run`] with the given arguments (the first is the program name).
+    pub async fn run_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut stdout = std::io::stdout().lock();
+        match self.execute(args, &mut stdout).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(CliError::Usage(e)) => {
+                let _ = e.print();
+                ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Runs the command given by `args`, writing its output to `out`.
+    ///
+    /// # Errors
+    /// Bad usage, a failed migration step, or output that cannot be written.
+    pub async fn execute<I, T>(self, args: I, out: &mut impl Write) -> Result<(), CliError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let command = <Command as clap::CommandFactory>::command().name(self.name);
+        let matches = command.try_get_matches_from(args)?;
+        let command = <Command as clap::FromArgMatches>::from_arg_matches(&matches)?;
+        let io = |source| CliError::Io { path: PathBuf::from("<stdout>"), source };
+        match command.command {
+            Top::Schema { dialect } => {
+                let script = with_dialect!(dialect, D => Migrations::<D>::schema(&self.machines));
+                out.write_all(script.as_bytes()).map_err(io)?;
+            }
+            Top::Migrations(command) => self.migrations(command, out).await?,
+            Top::Diagram { format, machine, out: file } => {
+                let text = self.diagram(format, machine.as_deref())?;
+                match file {
+                    Some(path) => std::fs::write(&path, text).map_err(|source| CliError::Io { path, source })?,
+                    None => out.write_all(text.as_bytes()).map_err(io)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn migrations(&self, command: MigrationsCommand, out: &mut impl Write) -> Result<(), CliError> {
+        let io = |source| CliError::Io { path: PathBuf::from("<stdout>"), source };
+        match command {
+            MigrationsCommand::Generate { dialect, dir, name, allow_destructive } => {
+                let options = Generate { allow_destructive, name };
+                let (dir, generated) = with_dialect!(dialect, D => {
+                    let migrations = Migrations::<D>::new(&dir.path);
+                    (migrations.dir().to_owned(), migrations.generate(&self.machines, &options)?)
+                });
+                match generated {
+                    Generated::UpToDate => {
+                        writeln!(out, "no changes: {} is up to date with the code", dir.display()).map_err(io)?;
+                    }
+                    Generated::Written { path, changes } => {
+                        writeln!(out, "wrote {}", path.display()).map_err(io)?;
+                        for change in changes {
+                            writeln!(out, "  * {change}").map_err(io)?;
+                        }
+                    }
+                }
+            }
+            MigrationsCommand::Check { dialect, dir } => {
+                let dialects: Vec<DialectArg> = match dialect {
+                    Some(d) => vec![d],
+                    None => DialectArg::ALL.into_iter().filter(|d| dir.path.join(d.dir()).is_dir()).collect(),
+                };
+                if dialects.is_empty() {
+                    return Err(CliError::NoMigrations(dir.path));
+                }
+                for dialect in dialects {
+                    let checked = with_dialect!(dialect, D => {
+                        let migrations = Migrations::<D>::new(&dir.path);
+                        migrations.check(&self.machines)?;
+                        migrations.dir().to_owned()
+                    });
+                    writeln!(out, "{}: up to date with the code", checked.display()).map_err(io)?;
+                }
+            }
+            MigrationsCommand::Apply { database_url, dir } => {
+                let dialect =
+                    DialectArg::of_url(&database_url).ok_or_else(|| CliError::UnknownUrl(database_url.clone()))?;
+                let applied = with_dialect!(dialect, D => Migrations::<D>::new(&dir.path).apply(&database_url).await?);
+                if applied.versions.is_empty() {
+                    writeln!(out, "nothing to apply: the database is up to date").map_err(io)?;
+                } else {
+                    let versions: Vec<String> = applied.versions.iter().map(|v| format!("{v:04}")).collect();
+                    writeln!(out, "applied {}", versions.join(", ")).map_err(io)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn diagram(&self, format: Format, machine: Option<&str>) -> Result<String, CliError> {
+        let selected: Vec<&MachineDef> = match machine {
+            None => self.machines.clone(),
+            Some(name) => {
+                let found = self.machines.iter().copied().filter(|m| m.name == name).collect::<Vec<_>>();
+                if found.is_empty() {
+                    let registered = self.machines.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
+                    return Err(CliError::UnknownMachine { name: name.to_owned(), registered });
+                }
+                found
+            }
+        };
+        Ok(selected
+            .iter()
+            .map(|m| match format {
+                Format::Mermaid => format!("%% {}\n{}", m.name, m.mermaid),
+                Format::Dot => m.dot.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}

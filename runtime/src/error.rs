@@ -1,0 +1,189 @@
+//! The one error type of the persistence layer.
+
+use crate::fate::FaultPoint;
+
+/// Why a store operation failed. A failed operation changes nothing, except
+/// [`Error::InjectedFault`] at [`FaultPoint::AfterCommit`], whose write is durable.
+///
+/// Each message says what happened, to which record, and what to do.
+///
+/// ```
+/// let error = statefold::Error::NotFound { machine: "Order", id: "7".into() };
+/// assert_eq!(error.to_string(), "no Order record has id `7`: check the id, or insert the record first");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No record has this id.
+    #[error("no {machine} record has id `{id}`: check the id, or insert the record first")]
+    NotFound {
+        /// The machine's name.
+        machine: &'static str,
+        /// The id looked for.
+        id: String,
+    },
+
+    /// The record changed since it was read: its status or version is not the
+    /// expected one, so the write was refused (optimistic concurrency).
+    #[error(
+        "{machine} record `{id}` changed since it was read: expected {expected_status} at version \
+         {expected_version}, found {actual_status} at version {actual_version}; load it again and \
+         decide on its current state"
+    )]
+    Conflict {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The state the write expected (variant name).
+        expected_status: &'static str,
+        /// The version the write expected.
+        expected_version: i64,
+        /// The record's actual state (variant name, or the stored name if unknown).
+        actual_status: String,
+        /// The record's actual version.
+        actual_version: i64,
+    },
+
+    /// The machine declares no edge between these states.
+    #[error("{machine} record `{id}` cannot go from {from} to {to}: {}", sources(to, valid))]
+    InvalidTransition {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// The record's current state (variant name).
+        from: &'static str,
+        /// The requested state (variant name).
+        to: &'static str,
+        /// The states `to` may be entered from, per `#[from(..)]`.
+        valid: Vec<&'static str>,
+    },
+
+    /// A record was to be inserted in a state that is not `#[initial]`.
+    #[error("{machine} records cannot start in {state}: insert them in an #[initial] state ({})", initial.join(", "))]
+    NotInitial {
+        /// The machine's name.
+        machine: &'static str,
+        /// The requested state (variant name).
+        state: &'static str,
+        /// The machine's initial states.
+        initial: Vec<&'static str>,
+    },
+
+    /// The machine's records are keyed by the caller, and no id was given.
+    #[error(
+        "{machine} records are keyed by the caller (`#[machine(id = ..)]`): insert them with \
+         `Store::insert_with_id`"
+    )]
+    IdRequired {
+        /// The machine's name.
+        machine: &'static str,
+    },
+
+    /// The database assigns the machine's ids, and an id was given.
+    #[error("{machine} record ids are assigned by the database: insert with `Store::insert`, without an id")]
+    IdGenerated {
+        /// The machine's name.
+        machine: &'static str,
+    },
+
+    /// A unique constraint rejected the write: the id, or a value of a
+    /// uniquely indexed column, is taken.
+    #[error("{machine}: {} already exists ({message}); choose another key, or load the existing record", record(id.as_deref()))]
+    Duplicate {
+        /// The machine's name.
+        machine: &'static str,
+        /// The id written, if known.
+        id: Option<String>,
+        /// The database's message, naming the constraint.
+        message: String,
+    },
+
+    /// A table the store needs does not exist.
+    #[error("table `{table}` does not exist: create the tables with `Store::create_tables`, or run the migrations")]
+    MissingTable {
+        /// The missing table.
+        table: String,
+    },
+
+    /// The database URL is not one this backend accepts.
+    #[error("invalid {backend} URL: {reason}")]
+    InvalidUrl {
+        /// The backend's name.
+        backend: &'static str,
+        /// What is wrong with it. The URL itself is left out: it may hold a password.
+        reason: String,
+    },
+
+    /// A stored event's payload no longer matches its state's fields.
+    #[error(
+        "event at position {position} of {machine} record `{id}` cannot be decoded: {message}; the stored \
+         payload no longer matches the declaration: restore the field it needs (with `#[serde(default)]` \
+         if it was added later)"
+    )]
+    Decode {
+        /// The machine's name.
+        machine: &'static str,
+        /// The event's position.
+        position: i64,
+        /// The record's id.
+        id: String,
+        /// serde's message.
+        message: String,
+    },
+
+    /// A stored row does not fit the machine's row type (edited by hand, or
+    /// written by another version of the declaration).
+    #[error("{machine} record `{id}` has a row that cannot be read: {message}; run `Store::audit` to compare it with its events")]
+    CorruptRow {
+        /// The machine's name.
+        machine: &'static str,
+        /// The record's id.
+        id: String,
+        /// What does not fit.
+        message: String,
+    },
+
+    /// An event could not be turned into JSON (a `#[column(json)]` map with non-string keys).
+    #[error("{machine}: the event cannot be stored as JSON: {source}")]
+    Encode {
+        /// The machine's name.
+        machine: &'static str,
+        /// serde's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The database cannot store a value as given, so it refused the write.
+    #[error("{backend} cannot store a value of this write ({message}); PostgreSQL text and JSON cannot hold NUL characters (\\0): remove them")]
+    Unrepresentable {
+        /// The backend's name.
+        backend: &'static str,
+        /// The database's message.
+        message: String,
+    },
+
+    /// [`Fate`](crate::Fate) injected a fault on purpose.
+    #[error("fault injected {point}{}", if matches!(point, FaultPoint::AfterCommit) { ": the write is durable" } else { ": nothing was written" })]
+    InjectedFault {
+        /// Where.
+        point: FaultPoint,
+    },
+
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+fn sources(to: &str, valid: &[&str]) -> String {
+    if valid.is_empty() {
+        format!("no state leads to {to}: records only start in it")
+    } else {
+        format!("valid sources of {to} are: {}", valid.join(", "))
+    }
+}
+
+fn record(id: Option<&str>) -> String {
+    id.map_or_else(|| "a record with the same unique value".to_owned(), |id| format!("record `{id}`"))
+}

@@ -1,0 +1,148 @@
+//! Fault injection on purpose ("tempting fate"), to prove nothing is lost.
+
+use crate::error::Error;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// A durability boundary where [`Fate`] may inject a fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultPoint {
+    /// After the write, before its commit: the transaction is rolled back and
+    /// the caller gets [`Error::InjectedFault`]. Nothing was written.
+    BeforeCommit,
+    /// After the commit, before anything is notified: the write is durable,
+    /// yet the caller gets [`Error::InjectedFault`], as when a process dies or
+    /// a connection drops right after `COMMIT`. A retried transition then
+    /// fails with [`Error::Conflict`] and loading shows the new state.
+    AfterCommit,
+}
+
+impl FaultPoint {
+    /// Every point, in the order a write reaches them.
+    pub const ALL: [Self; 2] = [Self::BeforeCommit, Self::AfterCommit];
+
+    const fn bit(self) -> u8 {
+        match self {
+            Self::BeforeCommit => 1,
+            Self::AfterCommit => 2,
+        }
+    }
+}
+
+impl fmt::Display for FaultPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BeforeCommit => "before commit",
+            Self::AfterCommit => "after commit, before notify",
+        })
+    }
+}
+
+/// Injects faults at durability boundaries with a probability, from a seed,
+/// so a failing run can be replayed. Off unless given to a store with
+/// [`Store::with_fate`](crate::Store::with_fate); a store without one pays a
+/// single `Option` check per write.
+///
+/// Faults apply to the store's own transactions. Writes inside a caller's
+/// transaction (`*_in` methods) are committed by the caller, so no fault is
+/// injected there.
+///
+/// ```
+/// use statefold::{Fate, FaultPoint};
+/// let fate = Fate::new(0.1, 42).at(&[FaultPoint::AfterCommit]);
+/// assert_eq!(fate.probability(), 0.1);
+/// assert_eq!(fate.injected(), 0);
+/// ```
+#[derive(Debug)]
+pub struct Fate {
+    probability: f64,
+    seed: u64,
+    points: u8,
+    rng: Mutex<StdRng>,
+    injected: AtomicU64,
+}
+
+impl Fate {
+    /// Faults at every [`FaultPoint`], each time with `probability` (clamped
+    /// to 0..=1), drawn from a generator seeded with `seed`.
+    pub fn new(probability: f64, seed: u64) -> Self {
+        Self {
+            probability: probability.clamp(0.0, 1.0),
+            seed,
+            points: FaultPoint::ALL.iter().fold(0, |bits, p| bits | p.bit()),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            injected: AtomicU64::new(0),
+        }
+    }
+
+    /// Limits faults to these points.
+    #[must_use]
+    pub fn at(mut self, points: &[FaultPoint]) -> Self {
+        self.points = points.iter().fold(0, |bits, p| bits | p.bit());
+        self
+    }
+
+    /// The probability of a fault at each point reached.
+    pub fn probability(&self) -> f64 {
+        self.probability
+    }
+
+    /// The seed the generator started from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// How many faults were injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
+    }
+
+    /// Draws at `point`: an error when fate strikes.
+    pub(crate) fn strike(&self, point: FaultPoint) -> Result<(), Error> {
+        if self.points & point.bit() == 0 {
+            return Ok(());
+        }
+        // A poisoned lock only means another thread panicked mid-draw; the
+        // generator's state is still valid.
+        let roll: f64 = self.rng.lock().unwrap_or_else(std::sync::PoisonError::into_inner).gen();
+        if roll < self.probability {
+            self.injected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::InjectedFault { point });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draws(fate: &Fate, n: usize) -> Vec<bool> {
+        (0..n).map(|_| fate.strike(FaultPoint::BeforeCommit).is_err()).collect()
+    }
+
+    #[test]
+    fn the_same_seed_replays_the_same_faults() {
+        let (a, b) = (Fate::new(0.5, 99), Fate::new(0.5, 99));
+        let faults = draws(&a, 64);
+        assert_eq!(faults, draws(&b, 64));
+        assert!(faults.contains(&true) && faults.contains(&false));
+        assert_eq!(a.injected(), faults.iter().filter(|f| **f).count() as u64);
+    }
+
+    #[test]
+    fn probability_bounds_and_points_are_respected() {
+        assert!(draws(&Fate::new(0.0, 1), 32).iter().all(|f| !f));
+        assert!(draws(&Fate::new(7.0, 1), 32).iter().all(|f| *f));
+        let only_after = Fate::new(1.0, 1).at(&[FaultPoint::AfterCommit]);
+        assert!(draws(&only_after, 8).iter().all(|f| !f));
+        assert!(matches!(
+            only_after.strike(FaultPoint::AfterCommit),
+            Err(Error::InjectedFault { point: FaultPoint::AfterCommit })
+        ));
+    }
+}

@@ -1,0 +1,276 @@
+//! A fresh database per test, on each backend.
+//!
+//! SQLite tests always run, on a temporary file. PostgreSQL and MySQL tests
+//! run against the servers named by `STATEFOLD_TEST_POSTGRES_URL` and
+//! `STATEFOLD_TEST_MYSQL_URL`: each test creates its own database
+//! (`sf_<test>_<pid>_<nanos>`) and drops it when done, so tests never share
+//! data. When a URL is unset the test prints why it skips and passes, unless
+//! `CI` is set: then a missing URL fails the test.
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Database, Pool};
+use statefold::{Backend, Machine, MySql, Postgres, Sqlite, Store};
+use std::future::Future;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A value bound into a hand-written statement.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    /// An integer.
+    I64(i64),
+    /// A string.
+    Text(String),
+}
+
+/// What the suite needs from a backend beyond the library: a fresh database,
+/// and hand-written SQL to corrupt data behind the store's back.
+pub trait TestBackend: Backend {
+    /// Creates a fresh database for the test `test`; `None` when the test skips.
+    fn create(test: &str) -> impl Future<Output = Option<TestDb<Self>>> + Send;
+
+    /// The `n`th (1-based) bind parameter of a hand-written statement.
+    fn param(n: usize) -> String;
+
+    /// The `n`th bind parameter, as JSON (bound as text).
+    fn json_param(n: usize) -> String {
+        Self::param(n)
+    }
+
+    /// Whether text can hold the NUL character.
+    const STORES_NUL: bool;
+
+    /// Runs a hand-written statement, returning the rows it affected.
+    fn run_sql(
+        pool: &Pool<Self::Db>,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+}
+
+/// A database that exists for one test and is dropped after it.
+pub struct TestDb<B: Backend> {
+    /// A pool connected to it.
+    pub pool: Pool<B::Db>,
+    /// Its URL, for tools that open their own connections.
+    pub url: String,
+    cleanup: Option<Cleanup>,
+}
+
+impl<B: TestBackend> TestDb<B> {
+    /// A store over this database, its tables created.
+    ///
+    /// # Panics
+    /// When the tables cannot be created.
+    pub async fn store<M: Machine>(&self) -> Store<M, B> {
+        let store = Store::new(self.pool.clone());
+        store.create_tables().await.expect("tables are created");
+        store
+    }
+
+    /// A store over this database whose tables do not exist.
+    pub fn bare_store<M: Machine>(&self) -> Store<M, B> {
+        Store::new(self.pool.clone())
+    }
+
+    /// Runs a hand-written statement.
+    ///
+    /// # Panics
+    /// When the statement fails.
+    pub async fn execute(&self, sql: &str, args: Vec<Arg>) -> u64 {
+        B::run_sql(&self.pool, sql, args).await.unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+    }
+}
+
+/// What to remove when a test is done.
+enum Cleanup {
+    Files(PathBuf),
+    Postgres { admin: PgConnectOptions, name: String },
+    MySql { admin: MySqlConnectOptions, name: String },
+}
+
+impl<B: Backend> Drop for TestDb<B> {
+    fn drop(&mut self) {
+        let Some(cleanup) = self.cleanup.take() else { return };
+        // Drop runs inside the test's runtime, which cannot block on a
+        // future: the cleanup gets a thread and a runtime of its own.
+        let done = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(cleanup.run());
+        })
+        .join();
+        if done.is_err() && !std::thread::panicking() {
+            panic!("the test database could not be dropped");
+        }
+    }
+}
+
+impl Cleanup {
+    async fn run(self) {
+        match self {
+            Self::Files(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    // A file that was never created is fine.
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Self::Postgres { admin, name } => {
+                let pool = PgPoolOptions::new().max_connections(1).connect_with(admin).await.expect("admin connection");
+                let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Postgres::quote_ident(&name));
+                sqlx::query(&sql).execute(&pool).await.expect("database dropped");
+                pool.close().await;
+            }
+            Self::MySql { admin, name } => {
+                let pool =
+                    MySqlPoolOptions::new().max_connections(1).connect_with(admin).await.expect("admin connection");
+                let sql = format!("DROP DATABASE IF EXISTS {}", MySql::quote_ident(&name));
+                sqlx::query(&sql).execute(&pool).await.expect("database dropped");
+                pool.close().await;
+            }
+        }
+    }
+}
+
+/// A name unique to this test run: `sf_<test>_<pid>_<nanos>`, within the
+/// 63 characters PostgreSQL allows.
+fn unique_name(test: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let test: String = test.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(28).collect();
+    format!("sf_{}_{}_{nanos}", test.to_ascii_lowercase(), std::process::id())
+}
+
+/// The server URL in `var`; `None` (with the reason printed) when the test skips.
+///
+/// # Panics
+/// When the URL is unset and `CI` is set: in CI no backend test may skip.
+pub fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{var} is required when CI is set: point it at the test server")
+        }
+        _ => {
+            let example = if var == POSTGRES_URL {
+                "postgres://postgres@127.0.0.1:5432/test"
+            } else {
+                "mysql://root@127.0.0.1:3306/test"
+            };
+            eprintln!("skipped: {var} is not set; this test needs that server, e.g. {var}={example}");
+            None
+        }
+    }
+}
+
+/// The server's URL with its database replaced by `name` (query kept).
+fn database_url(server: &str, name: &str) -> String {
+    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// The variable naming the PostgreSQL test server.
+pub const POSTGRES_URL: &str = "STATEFOLD_TEST_POSTGRES_URL";
+/// The variable naming the MySQL test server.
+pub const MYSQL_URL: &str = "STATEFOLD_TEST_MYSQL_URL";
+
+impl TestBackend for Sqlite {
+    async fn create(test: &str) -> Option<TestDb<Self>> {
+        let path = std::env::temp_dir().join(format!("{}.db", unique_name(test)));
+        let url = format!("sqlite://{}", path.display());
+        let pool = Self::connect(&url).await.expect("SQLite opens a temporary file");
+        Some(TestDb { pool, url, cleanup: Some(Cleanup::Files(path)) })
+    }
+
+    fn param(_: usize) -> String {
+        "?".into()
+    }
+
+    const STORES_NUL: bool = true;
+
+    async fn run_sql(pool: &Pool<Self::Db>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(pool).await?.rows_affected())
+    }
+}
+
+impl TestBackend for Postgres {
+    async fn create(test: &str) -> Option<TestDb<Self>> {
+        let server = server_url(POSTGRES_URL)?;
+        let admin = PgConnectOptions::from_str(&server).expect("a PostgreSQL URL");
+        let name = unique_name(test);
+        let pool = PgPoolOptions::new().max_connections(1).connect_with(admin.clone()).await.expect("PostgreSQL is up");
+        let sql = format!("CREATE DATABASE {}", Self::quote_ident(&name));
+        sqlx::query(&sql).execute(&pool).await.expect("database created");
+        pool.close().await;
+        let pool = Self::pool_options().connect_with(admin.clone().database(&name)).await.expect("database opens");
+        let url = database_url(&server, &name);
+        Some(TestDb { pool, url, cleanup: Some(Cleanup::Postgres { admin, name }) })
+    }
+
+    fn param(n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn json_param(n: usize) -> String {
+        format!("CAST(${n} AS JSONB)")
+    }
+
+    const STORES_NUL: bool = false;
+
+    async fn run_sql(pool: &Pool<Self::Db>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(pool).await?.rows_affected())
+    }
+}
+
+impl TestBackend for MySql {
+    async fn create(test: &str) -> Option<TestDb<Self>> {
+        let server = server_url(MYSQL_URL)?;
+        let admin = MySqlConnectOptions::from_str(&server).expect("a MySQL URL");
+        let name = unique_name(test);
+        let pool = MySqlPoolOptions::new().max_connections(1).connect_with(admin.clone()).await.expect("MySQL is up");
+        let sql = format!("CREATE DATABASE {}", Self::quote_ident(&name));
+        sqlx::query(&sql).execute(&pool).await.expect("database created");
+        pool.close().await;
+        let pool = Self::pool_options().connect_with(admin.clone().database(&name)).await.expect("database opens");
+        let url = database_url(&server, &name);
+        Some(TestDb { pool, url, cleanup: Some(Cleanup::MySql { admin, name }) })
+    }
+
+    fn param(_: usize) -> String {
+        "?".into()
+    }
+
+    const STORES_NUL: bool = true;
+
+    async fn run_sql(pool: &Pool<Self::Db>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(pool).await?.rows_affected())
+    }
+}
+
+fn bind<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'q, DB, <DB as Database>::Arguments<'q>>
+where
+    DB: Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for arg in args {
+        query = match arg {
+            Arg::I64(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+        };
+    }
+    query
+}
