@@ -3,8 +3,14 @@
 //! what an illegal transition requested at run time looks like.
 //!
 //! Run with `cargo run -p orders` (no server needed: the database lives in memory).
+//!
+//! With arguments it is the service's schema tool instead (`statefold::cli`):
+//! `cargo run -p orders -- --help`, `cargo run -p orders -- diagram`, or
+//! `cargo run -p orders -- migrations generate --dialect postgres --dir examples/orders/migrations`.
 
+use statefold::cli::Cli;
 use statefold::{Machine, Metadata, Sqlite, Status, Store};
+use std::process::ExitCode;
 
 /// An order's life.
 #[derive(Debug, Clone, PartialEq, Machine)]
@@ -41,8 +47,26 @@ pub enum Order {
     Delivered,
 }
 
+/// The schema tool over this service's machines.
+fn cli() -> Cli {
+    Cli::new("orders").machine::<Order>()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), statefold::Error> {
+async fn main() -> ExitCode {
+    if std::env::args_os().len() > 1 {
+        return cli().run().await;
+    }
+    match demo().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo() -> Result<(), statefold::Error> {
     let def = Order::DEF;
     let store = Store::<Order, Sqlite>::connect("sqlite::memory:").await?;
     store.create_tables().await?;
@@ -102,4 +126,22 @@ async fn main() -> Result<(), statefold::Error> {
     let current = store.load(&id).await?;
     println!("  order {id} is still {} at version {}", current.status().name(), current.row().version);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Order;
+    use statefold::migrate::Migrations;
+    use statefold::{Machine, MySql, Postgres, Sqlite};
+    use std::path::Path;
+
+    /// The committed migrations reach exactly the schema the code declares:
+    /// a changed `Order` without `migrations generate` fails here.
+    #[test]
+    fn committed_migrations_match_the_declaration() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        Migrations::<Sqlite>::new(&root).check(&[Order::DEF]).unwrap();
+        Migrations::<Postgres>::new(&root).check(&[Order::DEF]).unwrap();
+        Migrations::<MySql>::new(&root).check(&[Order::DEF]).unwrap();
+    }
 }

@@ -3,7 +3,7 @@
 use super::plan::{Change, Plan};
 use super::snapshot::{MachineSnapshot, Snapshot};
 use crate::backend::{render, Backend};
-use crate::schema::{ColumnDef, LogicalType, MachineDef};
+use crate::schema::{ColumnDef, MachineDef};
 
 /// A backend whose schema statefold can migrate.
 ///
@@ -72,6 +72,7 @@ impl Dialect for crate::MySql {
 
     /// Text and byte columns are indexed on their first 255 characters, as in `CREATE TABLE`.
     fn add_index_sql(def: &MachineDef, column: &ColumnDef) -> String {
+        use crate::schema::LogicalType;
         let prefix = if matches!(column.ty, LogicalType::Text | LogicalType::Bytes) { "(255)" } else { "" };
         format!(
             "CREATE INDEX {} ON {} ({}{prefix})",

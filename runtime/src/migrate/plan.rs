@@ -330,3 +330,105 @@ fn key(ty: crate::LogicalType, generated: bool) -> String {
         format!("{ty} supplied by callers")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{IdDef, LogicalType, StateDef};
+
+    const fn column(name: &'static str, ty: LogicalType, nullable: bool) -> ColumnDef {
+        ColumnDef { name, ty, nullable, indexed: false }
+    }
+
+    const fn state(name: &'static str, db_name: &'static str, was: &'static [&'static str]) -> StateDef {
+        StateDef { name, db_name, was, initial: true, doc: "", fields: &[] }
+    }
+
+    const fn machine(id: IdDef, states: &'static [StateDef], columns: &'static [ColumnDef]) -> MachineDef {
+        MachineDef {
+            name: "Order",
+            doc: "",
+            table: "orders",
+            events_table: "order_events",
+            id,
+            states,
+            edges: &[],
+            columns,
+            mermaid: "",
+            dot: "",
+        }
+    }
+
+    const KEY: IdDef = IdDef { ty: LogicalType::I64, generated: true };
+    static V1: MachineDef = machine(
+        KEY,
+        &[state("Placed", "placed", &[]), state("Paid", "paid", &[])],
+        &[column("customer", LogicalType::Text, false), column("note", LogicalType::Text, true)],
+    );
+
+    fn plan(next: &'static MachineDef) -> Plan {
+        Plan::new(&Snapshot::of(&[&V1], 1), &[next])
+    }
+
+    #[test]
+    fn no_change_is_an_empty_plan() {
+        assert!(plan(&V1).is_empty());
+    }
+
+    #[test]
+    fn a_new_not_null_column_needs_a_hand_written_migration() {
+        static NEXT: MachineDef = machine(
+            KEY,
+            V1.states,
+            &[
+                column("customer", LogicalType::Text, false),
+                column("note", LogicalType::Text, true),
+                column("region", LogicalType::Text, false),
+            ],
+        );
+        let plan = plan(&NEXT);
+        assert!(plan.changes.is_empty());
+        assert!(plan.unsupported[0].reason.contains("`region` is NOT NULL"), "{:?}", plan.unsupported);
+    }
+
+    #[test]
+    fn a_changed_key_needs_a_hand_written_migration() {
+        static NEXT: MachineDef = machine(IdDef { ty: LogicalType::Uuid, generated: false }, V1.states, V1.columns);
+        let plan = plan(&NEXT);
+        assert!(plan.unsupported[0].reason.contains("record key changes"), "{:?}", plan.unsupported);
+    }
+
+    #[test]
+    fn losing_changes_say_what_they_lose_and_safe_ones_do_not() {
+        static NEXT: MachineDef = machine(
+            KEY,
+            &[state("Placed", "placed", &[])],
+            &[column("customer", LogicalType::Text, true), column("note", LogicalType::I64, true)],
+        );
+        let plan = plan(&NEXT);
+        let losses = plan.losses();
+        assert_eq!(plan.changes.len(), 3, "{:?}", plan.changes);
+        assert_eq!(losses.len(), 2, "{losses:?}");
+        assert!(losses[0].contains("no longer admits status `paid`"), "{losses:?}");
+        assert!(losses[1].contains("changes from text to i64"), "{losses:?}");
+        assert!(
+            matches!(&plan.changes[1], Change::ChangeNullability { column, .. } if column.nullable),
+            "becoming nullable loses nothing: {:?}",
+            plan.changes
+        );
+    }
+
+    #[test]
+    fn a_rename_keeps_rows_and_admits_both_names() {
+        static NEXT: MachineDef =
+            machine(KEY, &[state("Placed", "placed", &[]), state("Paid", "settled", &["paid"])], V1.columns);
+        let plan = plan(&NEXT);
+        assert!(plan.losses().is_empty(), "{:?}", plan.losses());
+        assert_eq!(
+            plan.changes[1],
+            Change::RenameState { def: &NEXT, from: "paid".to_owned(), to: "settled" },
+            "{:?}",
+            plan.changes
+        );
+    }
+}
