@@ -1,9 +1,15 @@
-//! Commands per second through statefold vs hand-written sqlx running the
-//! identical statements in the identical transactions, for the workload
-//! place -> pay -> ship, with 1 and 8 clients.
+//! statefold's benchmarks, one per `--bench`:
+//!
+//! - `transitions` (the default): commands per second through statefold vs
+//!   hand-written sqlx running the identical statements in the identical
+//!   transactions, for the workload place -> pay -> ship, with 1 and 8 clients;
+//! - `catchup`: a stream reading `--events` events from position 0 vs a raw
+//!   `SELECT .. WHERE id > $1 ORDER BY id LIMIT n` loop, and the peak memory of each;
+//! - `latency`: commit-to-consumer latency, with and without notifications.
 //!
 //! ```text
-//! cargo run --release -p statefold-bench -- [--backend sqlite|postgres|all] [--ops N] [--rounds N] [--postgres-url URL]
+//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency] [--backend sqlite|postgres|all]
+//!     [--ops N] [--rounds N] [--events N] [--batch N] [--samples N] [--postgres-url URL]
 //! ```
 //!
 //! SQLite runs on a temporary file in WAL mode. PostgreSQL runs in a fresh
@@ -21,6 +27,9 @@ use std::future::Future;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
+
+mod catchup;
+mod latency;
 
 /// An order's life, as in the README.
 #[derive(Debug, Clone, PartialEq, Machine)]
@@ -60,7 +69,19 @@ enum Order {
 /// Commands per order: place, pay, ship.
 const COMMANDS_PER_ORDER: usize = 3;
 
+/// Which benchmark runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bench {
+    Transitions,
+    Catchup,
+    Latency,
+}
+
 struct Options {
+    bench: Bench,
+    events: usize,
+    batch: u32,
+    samples: usize,
     sqlite: bool,
     postgres: bool,
     ops: usize,
@@ -70,6 +91,10 @@ struct Options {
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
+        bench: Bench::Transitions,
+        events: 1_000_000,
+        batch: 1_000,
+        samples: 500,
         sqlite: true,
         postgres: true,
         ops: 6_000,
@@ -86,12 +111,24 @@ fn parse_args() -> Result<Options, String> {
                 "all" => (options.sqlite, options.postgres) = (true, true),
                 other => return Err(format!("unknown backend `{other}`: use sqlite, postgres or all")),
             },
+            "--bench" => {
+                options.bench = match value()?.as_str() {
+                    "transitions" => Bench::Transitions,
+                    "catchup" => Bench::Catchup,
+                    "latency" => Bench::Latency,
+                    other => return Err(format!("unknown bench `{other}`: use transitions, catchup or latency")),
+                }
+            }
+            "--events" => options.events = value()?.parse().map_err(|e| format!("--events: {e}"))?,
+            "--batch" => options.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
+            "--samples" => options.samples = value()?.parse().map_err(|e| format!("--samples: {e}"))?,
             "--ops" => options.ops = value()?.parse().map_err(|e| format!("--ops: {e}"))?,
             "--rounds" => options.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--postgres-url" => options.postgres_url = Some(value()?),
             "--help" | "-h" => {
-                return Err("usage: statefold-bench [--backend sqlite|postgres|all] [--ops N] [--rounds N] \
-                            [--postgres-url URL]"
+                return Err("usage: statefold-bench [--bench transitions|catchup|latency] \
+                            [--backend sqlite|postgres|all] [--ops N] [--rounds N] [--events N] [--batch N] \
+                            [--samples N] [--postgres-url URL]"
                     .into())
             }
             other => return Err(format!("unknown argument `{other}`; see --help")),
@@ -99,6 +136,9 @@ fn parse_args() -> Result<Options, String> {
     }
     if options.ops < COMMANDS_PER_ORDER * 8 || options.rounds == 0 {
         return Err("--ops must be at least 24 and --rounds at least 1".into());
+    }
+    if options.events == 0 || options.batch == 0 || options.samples < 2 {
+        return Err("--events and --batch must be at least 1, --samples at least 2".into());
     }
     Ok(options)
 }
@@ -112,20 +152,31 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
-        "place -> pay -> ship, {} commands per run, median of {} rounds (commands per second)\n",
-        options.ops, options.rounds
-    );
-    println!("{:<12} {:>7} {:>12} {:>18} {:>7}", "backend", "clients", "statefold", "hand-written sqlx", "ratio");
     let result = async {
-        if options.sqlite {
-            bench_sqlite(&options).await?;
-        }
-        if options.postgres {
-            let url = options.postgres_url.as_deref().ok_or(
+        let url = || {
+            options.postgres_url.as_deref().ok_or(
                 "PostgreSQL needs a server: pass --postgres-url or set STATEFOLD_TEST_POSTGRES_URL (or use --backend sqlite)",
-            )?;
-            bench_postgres(&options, url).await?;
+            )
+        };
+        match options.bench {
+            Bench::Transitions => {
+                println!(
+                    "place -> pay -> ship, {} commands per run, median of {} rounds (commands per second)\n",
+                    options.ops, options.rounds
+                );
+                println!(
+                    "{:<12} {:>7} {:>12} {:>18} {:>7}",
+                    "backend", "clients", "statefold", "hand-written sqlx", "ratio"
+                );
+                if options.sqlite {
+                    bench_sqlite(&options).await?;
+                }
+                if options.postgres {
+                    bench_postgres(&options, url()?).await?;
+                }
+            }
+            Bench::Catchup => catchup::run(&options, options.postgres.then(url).transpose()?).await?,
+            Bench::Latency => latency::run(&options, options.postgres.then(url).transpose()?).await?,
         }
         Ok::<_, BoxError>(())
     };

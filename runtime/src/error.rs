@@ -171,6 +171,15 @@ pub enum Error {
         point: FaultPoint,
     },
 
+    /// A consumer's handler failed where it cannot be retried (the reset of a rebuild).
+    #[error("consumer `{consumer}`: its handler failed: {message}; nothing was changed: fix the cause and run again")]
+    Handler {
+        /// The consumer's key.
+        consumer: String,
+        /// The handler's error.
+        message: String,
+    },
+
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -19,16 +19,21 @@ pub enum FaultPoint {
     /// a connection drops right after `COMMIT`. A retried transition then
     /// fails with [`Error::Conflict`] and loading shows the new state.
     AfterCommit,
+    /// In a consumer, after its handler ran, before the cursor is saved in
+    /// the handler's transaction: the transaction is rolled back, as when a
+    /// process dies between the two, and the event is handled again.
+    BeforeCursorSave,
 }
 
 impl FaultPoint {
     /// Every point, in the order a write reaches them.
-    pub const ALL: [Self; 2] = [Self::BeforeCommit, Self::AfterCommit];
+    pub const ALL: [Self; 3] = [Self::BeforeCommit, Self::AfterCommit, Self::BeforeCursorSave];
 
     const fn bit(self) -> u8 {
         match self {
             Self::BeforeCommit => 1,
             Self::AfterCommit => 2,
+            Self::BeforeCursorSave => 4,
         }
     }
 }
@@ -38,6 +43,7 @@ impl fmt::Display for FaultPoint {
         f.write_str(match self {
             Self::BeforeCommit => "before commit",
             Self::AfterCommit => "after commit, before notify",
+            Self::BeforeCursorSave => "after a consumer's handler, before its cursor is saved",
         })
     }
 }

@@ -16,6 +16,8 @@ pub mod migrate;
 pub mod schema;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod store;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod stream;
 mod value;
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
@@ -34,6 +36,10 @@ pub use fate::{Fate, FaultPoint};
 pub use fold::{AuditReport, Mismatch, Problem};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use store::{NewRecord, Page, Store, StoredEvent, Tx};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use stream::{
+    Backoff, Consumer, Envelope, EventStream, Handler, HandlerError, InvalidPosition, Position, Start, StreamOptions,
+};
 
 pub use machine::{
     ColumnError, Encoded, Enters, Event, Initial, Machine, Metadata, Record, Row, RowHeader, Status, Transition,

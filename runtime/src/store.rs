@@ -13,6 +13,7 @@ use sqlx::Pool;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// A transaction of a backend's database, as [`Store::begin`] opens it.
 pub type Tx<'c, B> = sqlx::Transaction<'c, <B as Backend>::Db>;
@@ -57,17 +58,28 @@ pub struct Store<M: Machine, B: Backend> {
     pool: Pool<B::Db>,
     shared: Arc<Shared<B>>,
     fate: Option<Arc<Fate>>,
+    notify: bool,
     machine: PhantomData<fn() -> M>,
 }
 
 struct Shared<B: Backend> {
     queries: Queries,
     plan: B::Plan,
+    /// Counts commits, so that this process's streams wake up after each.
+    commits: watch::Sender<u64>,
+    /// The channel of cross-process wake-ups.
+    channel: String,
 }
 
 impl<M: Machine, B: Backend> Clone for Store<M, B> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone(), shared: self.shared.clone(), fate: self.fate.clone(), machine: PhantomData }
+        Self {
+            pool: self.pool.clone(),
+            shared: self.shared.clone(),
+            fate: self.fate.clone(),
+            notify: self.notify,
+            machine: PhantomData,
+        }
     }
 }
 
@@ -77,6 +89,7 @@ impl<M: Machine, B: Backend> fmt::Debug for Store<M, B> {
             .field("machine", &M::DEF.name)
             .field("backend", &B::NAME)
             .field("fate", &self.fate)
+            .field("notify", &self.notify)
             .finish_non_exhaustive()
     }
 }
@@ -201,8 +214,77 @@ impl<M: Machine, B: Backend> Store<M, B> {
     /// A store over an existing pool (build it from [`Backend::pool_options`]).
     /// Renders the machine's SQL once; clone the store rather than calling this again.
     pub fn new(pool: Pool<B::Db>) -> Self {
-        let shared = Shared { queries: Queries::new::<B>(M::DEF), plan: B::plan(M::DEF) };
-        Self { pool, shared: Arc::new(shared), fate: None, machine: PhantomData }
+        let shared = Shared {
+            queries: Queries::new::<B>(M::DEF),
+            plan: B::plan(M::DEF),
+            commits: watch::Sender::new(0),
+            channel: crate::stream::channel(M::DEF),
+        };
+        Self { pool, shared: Arc::new(shared), fate: None, notify: false, machine: PhantomData }
+    }
+
+    /// Also wakes streams of other processes after each commit, where the
+    /// backend can (PostgreSQL `NOTIFY`; elsewhere this does nothing).
+    ///
+    /// Off by default: a notification is one more statement per write, and
+    /// PostgreSQL serialises the commits of notifying transactions. Streams
+    /// in this process wake up after every commit through this store (or its
+    /// clones) either way, and every stream also polls.
+    #[must_use]
+    pub fn with_notifications(mut self, on: bool) -> Self {
+        self.notify = on && B::NOTIFY_SQL.is_some();
+        self
+    }
+
+    /// Commits a transaction from [`begin`](Self::begin), then wakes the
+    /// streams waiting for new events (a plain `tx.commit()` leaves them to
+    /// their polling).
+    ///
+    /// # Errors
+    /// [`Error::Database`] when the commit fails: nothing was written.
+    pub async fn commit(&self, tx: Tx<'_, B>) -> Result<(), Error> {
+        tx.commit().await.map_err(|e| self.failure(e, None))?;
+        self.committed().await;
+        Ok(())
+    }
+
+    /// Creates the tables shared by consumers if they do not exist
+    /// ([`Backend::support_tables_sql`]): cursors, leases, dead letters.
+    /// Migrations do this in production.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when the database refuses a statement.
+    pub async fn create_support_tables(&self) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await?;
+        for sql in B::support_tables_sql() {
+            B::execute(&mut conn, &sql).await.map_err(|e| self.failure(e, None))?;
+        }
+        Ok(())
+    }
+
+    /// Wakes the streams waiting for events: this process's always, other
+    /// processes' when notifications are on. A failed notification is not
+    /// the write's failure (it is durable): their polling finds it.
+    async fn committed(&self) {
+        self.shared.commits.send_modify(|n| *n = n.wrapping_add(1));
+        if let (true, Some(sql)) = (self.notify, B::NOTIFY_SQL) {
+            let channel = Value::Text(self.shared.channel.clone());
+            if let Ok(mut conn) = self.pool.acquire().await {
+                if let Err(error) = B::execute_with(&mut conn, sql, &[(&channel, LogicalType::Text)]).await {
+                    tracing::debug!(%error, "notification not sent; other processes' streams will poll");
+                }
+            }
+        }
+    }
+
+    /// A receiver that changes after every commit through this store.
+    pub(crate) fn commits(&self) -> watch::Receiver<u64> {
+        self.shared.commits.subscribe()
+    }
+
+    /// The channel of cross-process wake-ups.
+    pub(crate) fn channel(&self) -> &str {
+        &self.shared.channel
     }
 
     /// The store's pool, for queries of your own.
@@ -758,7 +840,12 @@ impl<M: Machine, B: Backend> Store<M, B> {
         let plan = &self.shared.plan;
         if B::ONE_STATEMENT && self.fate.is_none() {
             let mut conn = self.pool.acquire().await?;
-            return B::write(&mut conn, plan, write).await.map_err(|e| self.failure(e, write.id.as_ref()));
+            let written = B::write(&mut conn, plan, write).await.map_err(|e| self.failure(e, write.id.as_ref()))?;
+            drop(conn);
+            if written.is_some() {
+                self.committed().await;
+            }
+            return Ok(written);
         }
         let mut tx = self.begin().await?;
         let written = match B::write(&mut tx, plan, write).await {
@@ -781,7 +868,10 @@ impl<M: Machine, B: Backend> Store<M, B> {
         tx.commit().await.map_err(|e| self.failure(e, write.id.as_ref()))?;
         match self.strike(FaultPoint::AfterCommit) {
             Some(fault) => Err(fault),
-            None => Ok(Some(written)),
+            None => {
+                self.committed().await;
+                Ok(Some(written))
+            }
         }
     }
 
@@ -805,7 +895,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
         }
     }
 
-    fn strike(&self, point: FaultPoint) -> Option<Error> {
+    pub(crate) fn strike(&self, point: FaultPoint) -> Option<Error> {
         self.fate.as_ref().and_then(|fate| fate.strike(point).err())
     }
 
@@ -910,7 +1000,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
     }
 
     /// An event from its values as read, in `EVENT_COLUMNS` order.
-    fn event(&self, values: Vec<Value>) -> Result<StoredEvent<M>, Error> {
+    pub(crate) fn event(&self, values: Vec<Value>) -> Result<StoredEvent<M>, Error> {
         let machine = M::DEF.name;
         let mut values = values.into_iter();
         let mut next = || values.next().unwrap_or(Value::Null);
@@ -943,14 +1033,14 @@ impl<M: Machine, B: Backend> Store<M, B> {
     }
 
     /// A database error as the store reports it; `id` is the record written, if known.
-    fn failure(&self, error: sqlx::Error, id: Option<&Value>) -> Error {
+    pub(crate) fn failure(&self, error: sqlx::Error, id: Option<&Value>) -> Error {
         match B::classify(&error) {
             Failure::Unique => {
                 Error::Duplicate { machine: M::DEF.name, id: id.map(fold::id_text), message: database_message(&error) }
             }
             Failure::MissingTable(table) => Error::MissingTable { table },
             Failure::Unrepresentable => Error::Unrepresentable { backend: B::NAME, message: database_message(&error) },
-            Failure::Other => Error::Database(error),
+            Failure::LockTimeout | Failure::Other => Error::Database(error),
         }
     }
 }

@@ -10,7 +10,7 @@
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Database, Pool};
-use statefold::{Backend, Machine, MySql, Postgres, Sqlite, Store};
+use statefold::{Backend, Machine, MySql, Postgres, Sqlite, Store, Tx};
 use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -48,6 +48,16 @@ pub trait TestBackend: Backend {
         sql: &str,
         args: Vec<Arg>,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Runs a hand-written statement inside a transaction (a consumer's handler).
+    fn run_in(
+        tx: &mut Tx<'static, Self>,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
+
+    /// Runs a hand-written query whose rows are one integer each.
+    fn integers(pool: &Pool<Self::Db>, sql: &str) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send;
 }
 
 /// A database that exists for one test and is dropped after it.
@@ -201,6 +211,14 @@ impl TestBackend for Sqlite {
     async fn run_sql(pool: &Pool<Self::Db>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
         Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(pool).await?.rows_affected())
     }
+
+    async fn run_in(tx: &mut Tx<'static, Self>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(&mut **tx).await?.rows_affected())
+    }
+
+    async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_all(pool).await
+    }
 }
 
 impl TestBackend for Postgres {
@@ -230,6 +248,14 @@ impl TestBackend for Postgres {
     async fn run_sql(pool: &Pool<Self::Db>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
         Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(pool).await?.rows_affected())
     }
+
+    async fn run_in(tx: &mut Tx<'static, Self>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(&mut **tx).await?.rows_affected())
+    }
+
+    async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_all(pool).await
+    }
 }
 
 impl TestBackend for MySql {
@@ -254,6 +280,14 @@ impl TestBackend for MySql {
 
     async fn run_sql(pool: &Pool<Self::Db>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
         Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(pool).await?.rows_affected())
+    }
+
+    async fn run_in(tx: &mut Tx<'static, Self>, sql: &str, args: Vec<Arg>) -> Result<u64, sqlx::Error> {
+        Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(&mut **tx).await?.rows_affected())
+    }
+
+    async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_all(pool).await
     }
 }
 

@@ -2,9 +2,12 @@
 //!
 //! - [`machines`]: the machines the behaviour suite persists;
 //! - [`db`]: a fresh database per test, on each backend;
+//! - [`streams`]: the suite of streams and consumers, instantiated by
+//!   [`stream_suite!`] in `tests/stream_{sqlite,postgres,mysql}.rs`;
 //! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
 //!   by [`suite!`] in `tests/store_{sqlite,postgres,mysql}.rs`.
 
 pub mod db;
 pub mod machines;
+pub mod streams;
 pub mod suite;

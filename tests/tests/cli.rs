@@ -87,5 +87,8 @@ async fn bad_usage_is_a_usage_error_with_help() {
     assert!(help.to_string().contains("Generate, check and apply migrations"), "{help}");
 
     let url = run(&["migrations", "apply", "--database-url", "redis://localhost"]).await.unwrap_err();
-    assert_eq!(url.to_string(), "cannot tell the dialect of `redis://localhost`: use a sqlite:, postgres:// or mysql:// URL");
+    assert_eq!(
+        url.to_string(),
+        "cannot tell the dialect of `redis://localhost`: use a sqlite:, postgres:// or mysql:// URL"
+    );
 }

@@ -124,6 +124,11 @@ where
     // v1: one file creates the tables; generating again writes nothing.
     let first = written(migrations.generate(&[v1::Order::DEF], &options).unwrap());
     assert_eq!(file_name(&first), "0001_create_orders.sql");
+    let text = std::fs::read_to_string(&first).unwrap();
+    assert!(
+        text.contains("statefold_cursors") && text.contains("statefold_leases"),
+        "the consumers' shared tables come first"
+    );
     assert_eq!(migrations.generate(&[v1::Order::DEF], &options).unwrap(), Generated::UpToDate);
     migrations.check(&[v1::Order::DEF]).unwrap();
     assert_eq!(migrations.apply(&db.url).await.unwrap().versions, [1]);

@@ -73,6 +73,7 @@ fn postgres_schema_of_orders() {
 )"#,
             r#"CREATE INDEX IF NOT EXISTS "orders_status_idx" ON "orders" ("status", "id")"#,
             r#"CREATE INDEX IF NOT EXISTS "orders_customer_idx" ON "orders" ("customer")"#,
+            r#"CREATE INDEX IF NOT EXISTS "order_events_tx_idx" ON "order_events" ("tx", "id")"#,
         ]
     );
 }

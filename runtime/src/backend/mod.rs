@@ -155,6 +155,23 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
         statements
     }
 
+    /// `CREATE TABLE IF NOT EXISTS` for the tables every machine's consumers
+    /// share, in order: `statefold_cursors` (one durable, forward-only
+    /// position per stream and consumer), `statefold_leases` (which instance
+    /// runs a consumer, until when) and `statefold_dead_letters` (events a
+    /// consumer gave up on, with the error). Include them in a migration once
+    /// per database, or create them at run time with
+    /// [`Store::create_support_tables`](crate::Store::create_support_tables).
+    ///
+    /// ```
+    /// use statefold::{Backend, Postgres};
+    /// let ddl = Postgres::support_tables_sql();
+    /// assert!(ddl[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_cursors""#));
+    /// assert!(ddl[1].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_leases""#));
+    /// assert!(ddl[2].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_dead_letters""#));
+    /// ```
+    fn support_tables_sql() -> Vec<String>;
+
     /// A string literal, for the few constants DDL cannot bind.
     #[doc(hidden)]
     fn string_literal(value: &str) -> String {
@@ -212,6 +229,57 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// What a database error means, from the backend's error codes.
     #[doc(hidden)]
     fn classify(error: &sqlx::Error) -> Failure;
+
+    /// How stream readers avoid skipping events that commit late (ADR 0002).
+    #[doc(hidden)]
+    const GAP_SAFETY: GapSafety;
+
+    /// Runs a statement with binds, returning the number of rows it changed.
+    #[doc(hidden)]
+    fn execute_with<'a>(
+        conn: &'a mut Conn<Self>,
+        sql: &'a str,
+        binds: &'a [Bind<'a>],
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'a;
+
+    /// `INSERT INTO table (columns) VALUES (values)` that does nothing when
+    /// the row's key exists (`key` is its first key column).
+    #[doc(hidden)]
+    fn insert_if_absent(table: &str, columns: &[&str], values: &[String], key: &str) -> String;
+
+    /// The statement that wakes other processes' readers after a commit:
+    /// binds the channel. `None` where the database has no notifications.
+    #[doc(hidden)]
+    const NOTIFY_SQL: Option<&'static str> = None;
+
+    /// Listens on `channel` on a connection of its own: each item is one
+    /// wake-up. `None` where the database has no notifications.
+    #[doc(hidden)]
+    fn listen(
+        pool: &Pool<Self::Db>,
+        channel: &str,
+    ) -> impl Future<Output = Result<Option<WakeUps>, sqlx::Error>> + Send {
+        let _ = (pool, channel);
+        std::future::ready(Ok(None))
+    }
+}
+
+/// Wake-ups from another process, as [`Backend::listen`] yields them.
+#[doc(hidden)]
+pub(crate) type WakeUps = futures::stream::BoxStream<'static, ()>;
+
+/// How a backend keeps stream readers from skipping late commits (ADR 0002).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapSafety {
+    /// Write transactions are serialised (`BEGIN IMMEDIATE`): id order is commit order.
+    SingleWriter,
+    /// Each event records its transaction id (`tx xid8`); readers take only
+    /// transactions older than every running one, ordered by `(tx, id)`.
+    XidFence,
+    /// Readers hand out ids without holes, and resolve a hole with a locking
+    /// read, which waits for the transaction inserting it.
+    LockProbe,
 }
 
 mod sealed {
@@ -322,6 +390,8 @@ pub enum Failure {
     MissingTable(String),
     /// The database cannot represent a value (PostgreSQL text with NUL).
     Unrepresentable,
+    /// A lock wait timed out (a reader waited on a slow writer).
+    LockTimeout,
     /// Anything else.
     Other,
 }

@@ -1,7 +1,7 @@
 //! MySQL and MariaDB: a few statements inside one transaction.
 
 use super::render::{self, Params};
-use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
+use super::{Backend, Bind, Codec, Conn, Failure, GapSafety, Write, Written};
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
@@ -119,6 +119,11 @@ impl Backend for MySql {
         Vec::new()
     }
 
+    fn support_tables_sql() -> Vec<String> {
+        let serial = format!("{} BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY", Self::quote_ident("id"));
+        render::support_tables::<Self>(NAME_TYPE, &serial, TABLE_OPTIONS)
+    }
+
     /// Backslashes escape in MySQL string literals unless `NO_BACKSLASH_ESCAPES` is set.
     fn string_literal(value: &str) -> String {
         format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
@@ -179,6 +184,18 @@ impl Backend for MySql {
         Ok(Some(Written { id, row, position: last_insert_id(done.last_insert_id())? }))
     }
 
+    const GAP_SAFETY: GapSafety = GapSafety::LockProbe;
+
+    async fn execute_with(conn: &mut Conn<Self>, sql: &str, binds: &[Bind<'_>]) -> Result<u64, sqlx::Error> {
+        Ok(super::execute::<Self>(conn, sql, binds).await?.rows_affected())
+    }
+
+    /// A no-op update on a duplicate key: unlike `INSERT IGNORE`, other errors still fail.
+    fn insert_if_absent(table: &str, columns: &[&str], values: &[String], key: &str) -> String {
+        let key = Self::quote_ident(key);
+        render::insert_if_absent::<Self>(table, columns, values, &format!(" ON DUPLICATE KEY UPDATE {key} = {key}"))
+    }
+
     fn classify(error: &sqlx::Error) -> Failure {
         let Some(db) = error.as_database_error() else { return Failure::Other };
         let Some(mysql) = db.try_downcast_ref::<MySqlDatabaseError>() else { return Failure::Other };
@@ -190,6 +207,8 @@ impl Backend for MySql {
                 let name = mysql.message().split('\'').nth(1).unwrap_or(mysql.message());
                 Failure::MissingTable(name.rsplit('.').next().unwrap_or(name).to_owned())
             }
+            // ER_LOCK_WAIT_TIMEOUT
+            1205 => Failure::LockTimeout,
             _ => Failure::Other,
         }
     }

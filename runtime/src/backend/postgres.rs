@@ -1,7 +1,7 @@
 //! PostgreSQL: each insert and transition is one atomic statement.
 
 use super::render::{self, Params};
-use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
+use super::{Backend, Bind, Codec, Conn, Failure, GapSafety, WakeUps, Write, Written};
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
@@ -98,8 +98,22 @@ impl Backend for Postgres {
         render::create_table::<Self>(def.events_table, &elements, "")
     }
 
+    /// Besides the common indexes, `(tx, id)` on the events table: the
+    /// order in which gap-safe readers take events.
     fn indexes_sql(def: &MachineDef) -> Vec<String> {
-        render::create_indexes::<Self>(def)
+        let mut indexes = render::create_indexes::<Self>(def);
+        indexes.push(format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+            Self::quote_ident(&format!("{}_tx_idx", def.events_table)),
+            Self::quote_ident(def.events_table),
+            render::list::<Self>(["tx", "id"])
+        ));
+        indexes
+    }
+
+    fn support_tables_sql() -> Vec<String> {
+        let serial = format!("{} BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", Self::quote_ident("id"));
+        render::support_tables::<Self>("TEXT", &serial, "")
     }
 
     fn placeholder(n: usize) -> String {
@@ -175,6 +189,27 @@ impl Backend for Postgres {
         let Some(mut row) = row else { return Ok(None) };
         let position = super::position(row.pop().unwrap_or(Value::Null))?;
         Ok(Some(Written { id: row[0].clone(), row: Some(row), position }))
+    }
+
+    const GAP_SAFETY: GapSafety = GapSafety::XidFence;
+
+    async fn execute_with(conn: &mut Conn<Self>, sql: &str, binds: &[Bind<'_>]) -> Result<u64, sqlx::Error> {
+        Ok(super::execute::<Self>(conn, sql, binds).await?.rows_affected())
+    }
+
+    fn insert_if_absent(table: &str, columns: &[&str], values: &[String], _key: &str) -> String {
+        render::insert_if_absent::<Self>(table, columns, values, " ON CONFLICT DO NOTHING")
+    }
+
+    const NOTIFY_SQL: Option<&'static str> = Some("SELECT pg_notify($1, '')");
+
+    async fn listen(pool: &Pool<Self::Db>, channel: &str) -> Result<Option<WakeUps>, sqlx::Error> {
+        use futures::StreamExt;
+        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(channel).await?;
+        // A lost connection is an error item, then the listener reconnects:
+        // either way the reader should look again.
+        Ok(Some(listener.into_stream().map(drop).boxed()))
     }
 
     fn classify(error: &sqlx::Error) -> Failure {

@@ -308,3 +308,68 @@ pub(crate) fn event_version_key<B: Backend>(def: &MachineDef) -> String {
         list::<B>(["record_id", "version"])
     )
 }
+
+/// The table of consumer cursors.
+pub(crate) const CURSORS: &str = "statefold_cursors";
+/// The table of consumer leases.
+pub(crate) const LEASES: &str = "statefold_leases";
+/// The table of events consumers gave up on.
+pub(crate) const DEAD_LETTERS: &str = "statefold_dead_letters";
+
+/// The shared tables of consumers ([`Backend::support_tables_sql`]): `key`
+/// is the type of names that are part of a key, `serial` the definition of
+/// the dead letters' generated `id`, `suffix` the table options.
+pub(crate) fn support_tables<B: Backend>(key: &str, serial: &str, suffix: &str) -> Vec<String> {
+    let q = B::quote_ident;
+    let (int, text, json, time) = (
+        B::column_type(LogicalType::I64),
+        B::column_type(LogicalType::Text),
+        B::column_type(LogicalType::Json),
+        B::column_type(LogicalType::Timestamp),
+    );
+    let stream = [format!("{} {key} NOT NULL", q("stream")), format!("{} {key} NOT NULL", q("consumer"))];
+    let primary = format!("PRIMARY KEY ({})", list::<B>(["stream", "consumer"]));
+    let mut cursors = stream.to_vec();
+    cursors.extend([
+        format!("{} {int} NOT NULL", q("tx")),
+        format!("{} {int} NOT NULL", q("position")),
+        format!("{} {time} NOT NULL", q("updated_at")),
+        primary.clone(),
+    ]);
+    let mut leases = stream.to_vec();
+    leases.extend([format!("{} {key} NOT NULL", q("owner")), format!("{} {int} NOT NULL", q("expires_at")), primary]);
+    let mut dead = vec![serial.to_owned()];
+    dead.extend(stream);
+    dead.extend([
+        format!("{} {int} NOT NULL", q("tx")),
+        format!("{} {int} NOT NULL", q("position")),
+        format!("{} {text} NOT NULL", q("record_id")),
+        format!("{} {key} NOT NULL", q("kind")),
+        format!("{} {json} NOT NULL", q("payload")),
+        format!("{} {json} NOT NULL", q("metadata")),
+        format!("{} {text} NOT NULL", q("error")),
+        format!("{} {int} NOT NULL", q("attempts")),
+        format!("{} {time} NOT NULL", q("created_at")),
+    ]);
+    vec![
+        create_table::<B>(CURSORS, &cursors, suffix),
+        create_table::<B>(LEASES, &leases, suffix),
+        create_table::<B>(DEAD_LETTERS, &dead, suffix),
+    ]
+}
+
+/// `INSERT .. VALUES ..` followed by `on_conflict`, which makes it do nothing
+/// when the key exists.
+pub(crate) fn insert_if_absent<B: Backend>(
+    table: &str,
+    columns: &[&str],
+    values: &[String],
+    on_conflict: &str,
+) -> String {
+    format!(
+        "INSERT INTO {} ({}) VALUES ({}){on_conflict}",
+        B::quote_ident(table),
+        list::<B>(columns.iter().copied()),
+        values.join(", ")
+    )
+}

@@ -1,7 +1,7 @@
 //! SQLite, embedded through sqlx's bundled library.
 
 use super::render::{self, Params};
-use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
+use super::{Backend, Bind, Codec, Conn, Failure, GapSafety, Write, Written};
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
@@ -99,6 +99,11 @@ impl Backend for Sqlite {
         render::create_indexes::<Self>(def)
     }
 
+    fn support_tables_sql() -> Vec<String> {
+        let serial = format!("{} INTEGER PRIMARY KEY AUTOINCREMENT", Self::quote_ident("id"));
+        render::support_tables::<Self>("TEXT", &serial, " STRICT")
+    }
+
     fn placeholder(_: usize) -> String {
         "?".to_owned()
     }
@@ -158,6 +163,16 @@ impl Backend for Sqlite {
         let binds = write.event_values_binds(&id, &version);
         let position = super::fetch_optional::<Self>(conn, &plan.insert_event, &binds, &[LogicalType::I64]).await?;
         Ok(Some(Written { id, row, position: super::position(single(position)?)? }))
+    }
+
+    const GAP_SAFETY: GapSafety = GapSafety::SingleWriter;
+
+    async fn execute_with(conn: &mut Conn<Self>, sql: &str, binds: &[Bind<'_>]) -> Result<u64, sqlx::Error> {
+        Ok(super::execute::<Self>(conn, sql, binds).await?.rows_affected())
+    }
+
+    fn insert_if_absent(table: &str, columns: &[&str], values: &[String], _key: &str) -> String {
+        render::insert_if_absent::<Self>(table, columns, values, " ON CONFLICT DO NOTHING")
     }
 
     fn classify(error: &sqlx::Error) -> Failure {

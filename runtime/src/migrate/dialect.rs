@@ -124,6 +124,7 @@ pub(crate) fn statements<D: Dialect>(old: &Snapshot, plan: &Plan) -> Vec<String>
             continue;
         }
         match change {
+            Change::CreateSupportTables => out.extend(D::support_tables_sql()),
             Change::CreateMachine { def } => out.extend(D::create_tables_sql(def)),
             Change::DropMachine { old } => {
                 out.push(format!("DROP TABLE {}", q(&old.events_table)));
@@ -170,7 +171,7 @@ fn altered(change: &Change) -> Option<&'static MachineDef> {
         | Change::ChangeNullability { def, .. }
         | Change::AddIndex { def, .. }
         | Change::DropIndex { def, .. } => Some(def),
-        Change::CreateMachine { .. } | Change::DropMachine { .. } => None,
+        Change::CreateSupportTables | Change::CreateMachine { .. } | Change::DropMachine { .. } => None,
     }
 }
 

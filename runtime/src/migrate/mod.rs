@@ -334,22 +334,22 @@ fn script(statements: &[String]) -> String {
     statements.iter().map(|s| format!("{s};\n")).collect()
 }
 
-/// A file-name description of the plan.
+/// A file-name description of the plan (the shared tables go unnamed: they
+/// come with the first machine).
 fn describe(plan: &Plan) -> String {
-    match plan.changes.as_slice() {
+    let changes: Vec<&Change> = plan.changes.iter().filter(|c| !matches!(c, Change::CreateSupportTables)).collect();
+    let created: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::CreateMachine { def } => Some(def.table),
+            _ => None,
+        })
+        .collect();
+    match changes.as_slice() {
+        [] => "create_support_tables".to_owned(),
         [one] => one.slug(),
-        changes if changes.iter().all(|c| matches!(c, Change::CreateMachine { .. })) => {
-            let tables: Vec<String> = changes
-                .iter()
-                .filter_map(|c| match c {
-                    Change::CreateMachine { def } => Some(def.table.to_owned()),
-                    _ => None,
-                })
-                .collect();
-            format!("create_{}", tables.join("_"))
-        }
+        all if created.len() == all.len() => format!("create_{}", created.join("_")),
         [first, ..] => format!("{}_and_more", first.slug()),
-        [] => "empty".to_owned(),
     }
 }
 

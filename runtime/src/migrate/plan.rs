@@ -9,6 +9,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
+    /// The tables every machine's consumers share (cursors, leases, dead letters).
+    CreateSupportTables,
     /// A new machine: create its tables and indexes.
     CreateMachine {
         /// The machine as declared.
@@ -116,6 +118,7 @@ impl Change {
     /// A short name for the migration file, e.g. `create_orders`.
     pub fn slug(&self) -> String {
         match self {
+            Self::CreateSupportTables => "create_support_tables".to_owned(),
             Self::CreateMachine { def } => format!("create_{}", def.table),
             Self::DropMachine { old } => format!("drop_{}", old.table),
             Self::ChangeStatuses { def, .. } => format!("{}_states", def.table),
@@ -133,6 +136,9 @@ impl Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Self::CreateSupportTables => {
+                f.write_str("create the consumers' shared tables (cursors, leases, dead letters)")
+            }
             Self::CreateMachine { def } => {
                 write!(f, "create machine `{}` (tables `{}`, `{}`)", def.name, def.table, def.events_table)
             }
@@ -208,6 +214,9 @@ impl Plan {
     /// Compares the migrated schema with the code's machines.
     pub fn new(old: &Snapshot, machines: &[&'static MachineDef]) -> Self {
         let mut plan = Self::default();
+        if old.support < Snapshot::SUPPORT && !machines.is_empty() {
+            plan.changes.push(Change::CreateSupportTables);
+        }
         for &def in machines {
             match old.machine(def.table) {
                 None => plan.changes.push(Change::CreateMachine { def }),

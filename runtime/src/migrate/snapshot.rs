@@ -17,6 +17,10 @@ pub struct Snapshot {
     pub format: u32,
     /// The version of the last migration written.
     pub version: i64,
+    /// The version of the shared tables (consumer cursors, leases, dead
+    /// letters) the migrations create; 0 before they exist.
+    #[serde(default)]
+    pub support: u32,
     /// One entry per machine, in registration order.
     pub machines: Vec<MachineSnapshot>,
 }
@@ -57,9 +61,17 @@ impl Snapshot {
     /// The current format.
     pub const FORMAT: u32 = 1;
 
+    /// The current version of the shared tables.
+    pub const SUPPORT: u32 = 1;
+
     /// The snapshot of `machines` as the code declares them.
     pub fn of(machines: &[&MachineDef], version: i64) -> Self {
-        Self { format: Self::FORMAT, version, machines: machines.iter().map(|m| MachineSnapshot::of(m)).collect() }
+        Self {
+            format: Self::FORMAT,
+            version,
+            support: Self::SUPPORT,
+            machines: machines.iter().map(|m| MachineSnapshot::of(m)).collect(),
+        }
     }
 
     /// The machine stored in `table`.

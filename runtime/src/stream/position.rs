@@ -1,0 +1,124 @@
+//! Positions in a machine's event log, and the envelopes delivered at them.
+
+use crate::machine::{Machine, Metadata};
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::str::FromStr;
+
+/// Where an event sits in its machine's log, in the order streams deliver
+/// events: opaque, totally ordered, and what consumer cursors store.
+///
+/// On PostgreSQL it is the pair (writing transaction, event id), since
+/// streams deliver whole transactions in the order they became visible (see
+/// ADR 0002); elsewhere it is the event id. Its text form is `id`, or `tx:id`
+/// on PostgreSQL, and parses back.
+///
+/// ```
+/// use statefold::Position;
+/// let after: Position = "42".parse().unwrap();
+/// assert_eq!(after.id(), 42);
+/// assert!(Position::START < after);
+/// assert_eq!("7:3".parse::<Position>().unwrap().to_string(), "7:3");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    tx: i64,
+    id: i64,
+}
+
+impl Position {
+    /// Before every event.
+    pub const START: Self = Self { tx: 0, id: 0 };
+
+    pub(crate) const fn new(tx: i64, id: i64) -> Self {
+        Self { tx, id }
+    }
+
+    /// The event's id in the events table (its `id` column).
+    pub const fn id(self) -> i64 {
+        self.id
+    }
+
+    /// The writing transaction's id on PostgreSQL; 0 elsewhere.
+    pub(crate) const fn tx(self) -> i64 {
+        self.tx
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tx == 0 {
+            write!(f, "{}", self.id)
+        } else {
+            write!(f, "{}:{}", self.tx, self.id)
+        }
+    }
+}
+
+/// Text that is not a [`Position`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a stream position: expected `id` or `tx:id`, non-negative integers")]
+pub struct InvalidPosition(String);
+
+impl FromStr for Position {
+    type Err = InvalidPosition;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let number = |part: &str| part.parse::<i64>().ok().filter(|n| *n >= 0);
+        let parsed = match text.split_once(':') {
+            Some((tx, id)) => number(tx).zip(number(id)),
+            None => number(text).map(|id| (0, id)),
+        };
+        parsed.map(|(tx, id)| Self { tx, id }).ok_or_else(|| InvalidPosition(text.to_owned()))
+    }
+}
+
+/// Where a stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// With the first event of the log.
+    Beginning,
+    /// With the first event after this position (a saved cursor).
+    After(Position),
+    /// With the first event appended after the log's current end.
+    Head,
+}
+
+/// One event as a stream delivers it: where it is, which record it changed,
+/// and what happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<M: Machine> {
+    /// Its position in the log; streams deliver increasing positions.
+    pub position: Position,
+    /// The record it changed.
+    pub record_id: M::Id,
+    /// The event, as the machine's enum.
+    pub event: M,
+    /// The state it left (`None` for the event creating the record).
+    pub from: Option<M::Status>,
+    /// The state it entered, which is also its kind.
+    pub to: M::Status,
+    /// The record's version after it (1 for the creating event).
+    pub version: i64,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// Who and why.
+    pub metadata: Metadata,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_by_transaction_then_id_and_round_trip_as_text() {
+        let (a, b, c) = (Position::new(5, 9), Position::new(6, 2), Position::new(0, 10));
+        assert!(c < a && a < b);
+        for p in [a, b, c, Position::START] {
+            assert_eq!(p.to_string().parse::<Position>(), Ok(p));
+        }
+        for bad in ["", "x", "-1", "1:", ":2", "1:2:3"] {
+            assert!(bad.parse::<Position>().is_err(), "{bad}");
+        }
+    }
+}

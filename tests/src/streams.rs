@@ -1,0 +1,535 @@
+//! The suite of streams and consumers, written once against [`TestBackend`]
+//! and run on every backend by [`stream_suite!`](crate::stream_suite!).
+//!
+//! Nothing here sleeps to wait for something to happen: tests wait on the
+//! stream itself, or poll a condition in a bounded loop. Writers do sleep
+//! *inside* their transactions, on purpose: that is what makes commits
+//! arrive out of id order.
+
+use crate::db::{Arg, TestBackend, TestDb};
+use crate::machines::{Order, OrderPaid, OrderPlaced, OrderStatus};
+use futures::StreamExt;
+use statefold::{
+    Backoff, Consumer, Envelope, Error, Fate, FaultPoint, Handler, HandlerError, Position, Start, Store, StreamOptions,
+    Tx,
+};
+use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Instantiates every case of the stream suite as a `#[tokio::test]` for one backend.
+#[macro_export]
+macro_rules! stream_suite {
+    ($backend:ty) => {
+        $crate::stream_suite!(@cases $backend;
+            concurrent_writers_with_delays_and_rollbacks_lose_nothing,
+            streams_start_at_the_beginning_a_position_or_the_head,
+            consumer_resumes_from_its_cursor_after_a_restart,
+            failing_handler_is_retried_and_nothing_is_skipped,
+            projection_is_exactly_once_despite_faults_before_the_cursor_save,
+            shards_together_handle_every_event_once,
+            lease_fails_over_when_the_holder_stops_or_dies,
+            undecodable_payload_halts_the_consumer_at_its_position,
+            kinds_filter_and_the_cursor_still_moves,
+            dead_letters_after_repeated_failures,
+            rebuild_resets_and_replays,
+        );
+    };
+    (@cases $backend:ty; $($case:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            $crate::streams::$case::<$backend>().await;
+        }
+    )*};
+}
+
+/// A deterministic generator for writers' delays and choices.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self, below: u64) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % below
+    }
+}
+
+/// A database with the machine's and the consumers' tables, and a projection table.
+async fn setup<B: TestBackend>(test: &str) -> Option<(TestDb<B>, Store<Order, B>)> {
+    let db = B::create(test).await?;
+    let store = db.store::<Order>().await;
+    store.create_support_tables().await.expect("support tables are created");
+    db.execute("CREATE TABLE seen (consumer VARCHAR(100) NOT NULL, event_id BIGINT NOT NULL)", vec![]).await;
+    Some((db, store))
+}
+
+fn placed(n: i64) -> OrderPlaced {
+    OrderPlaced { customer: format!("customer {n}"), amount_cents: n }
+}
+
+/// Inserts `n` orders, paying every other one; returns the number of events.
+async fn seed<B: TestBackend>(store: &Store<Order, B>, n: i64) -> usize {
+    let mut events = 0;
+    for i in 1..=n {
+        let order = store.insert(placed(i)).await.expect("inserted");
+        events += 1;
+        if i % 2 == 0 {
+            store.apply(order.transition(OrderPaid { payment_ref: format!("pay {i}") })).await.expect("paid");
+            events += 1;
+        }
+    }
+    events
+}
+
+/// Streaming options for tests: small batches, quick polls.
+fn quick() -> StreamOptions {
+    StreamOptions::default()
+        .batch_size(7)
+        .poll_interval(Duration::from_millis(100))
+        .gap_grace(Duration::from_millis(200))
+}
+
+/// A projection in the table `seen`: one row per event handled, written in
+/// the consumer's transaction. Also counts calls, committed or not.
+#[derive(Clone)]
+struct Projection {
+    name: &'static str,
+    calls: Arc<AtomicUsize>,
+    /// Fails the first `n` attempts at every event whose id is a multiple of `every`.
+    fail: Option<(i64, usize)>,
+    attempts: Arc<Mutex<Vec<i64>>>,
+}
+
+impl Projection {
+    fn new(name: &'static str) -> Self {
+        Self { name, calls: Arc::default(), fail: None, attempts: Arc::default() }
+    }
+}
+
+impl<B: TestBackend> Handler<Order, B> for Projection {
+    async fn handle(&mut self, tx: &mut Tx<'static, B>, event: &Envelope<Order>) -> Result<(), HandlerError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let id = event.position.id();
+        if let Some((every, times)) = self.fail {
+            let mut attempts = self.attempts.lock().unwrap();
+            attempts.push(id);
+            if id % every == 0 && attempts.iter().filter(|a| **a == id).count() <= times {
+                return Err(format!("refusing event {id} for now").into());
+            }
+        }
+        let sql = format!("INSERT INTO seen (consumer, event_id) VALUES ({}, {})", B::param(1), B::param(2));
+        B::run_in(tx, &sql, vec![Arg::Text(self.name.into()), Arg::I64(id)]).await?;
+        Ok(())
+    }
+
+    async fn reset(&mut self, tx: &mut Tx<'static, B>) -> Result<(), HandlerError> {
+        let sql = format!("DELETE FROM seen WHERE consumer = {}", B::param(1));
+        B::run_in(tx, &sql, vec![Arg::Text(self.name.into())]).await?;
+        Ok(())
+    }
+}
+
+/// The event ids a projection recorded, in insertion order of the table.
+async fn seen<B: TestBackend>(db: &TestDb<B>, consumer: &str) -> Vec<i64> {
+    let sql = format!("SELECT event_id FROM seen WHERE consumer = '{consumer}' ORDER BY event_id");
+    B::integers(&db.pool, &sql).await.expect("seen reads")
+}
+
+/// Every event id in the log, in id order.
+async fn all_ids<B: TestBackend>(db: &TestDb<B>) -> Vec<i64> {
+    B::integers(&db.pool, "SELECT id FROM order_events ORDER BY id").await.expect("ids read")
+}
+
+/// Polls `condition` every 20 ms, up to 30 s; panics with `what` if it never holds.
+async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..1_500 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting: {what}");
+}
+
+/// A consumer running in a task until told to stop.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), Error>>,
+}
+
+impl Running {
+    fn start<B: TestBackend, H: Handler<Order, B> + 'static>(consumer: Consumer<Order, B>, mut handler: H) -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            consumer
+                .run(&mut handler, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> Result<(), Error> {
+        let _ = self.stop.send(());
+        self.task.await.expect("the consumer task ends")
+    }
+}
+
+/// Waits until `consumer`'s cursor is at `target` or beyond.
+async fn caught_up<B: TestBackend>(consumer: &Consumer<Order, B>, target: Position) {
+    eventually(&format!("cursor of `{}` at {target}", consumer.key()), || async {
+        consumer.position().await.expect("position reads") >= target
+    })
+    .await;
+}
+
+/// The position of the last event, through a stream from the head's reader.
+async fn last_position<B: TestBackend>(store: &Store<Order, B>, events: usize) -> Position {
+    let mut stream = store.stream_with(Start::Beginning, StreamOptions::default().batch_size(1_000));
+    let mut last = Position::START;
+    for _ in 0..events {
+        last = stream.next().await.expect("an event").expect("decodes").position;
+    }
+    last
+}
+
+/// Given 8 writers that each hold their transaction open for a random time
+/// before committing (and roll back one in ten), when a stream reads all the
+/// while, then it delivers every committed event exactly once, in position
+/// order, and never a rolled-back one.
+pub async fn concurrent_writers_with_delays_and_rollbacks_lose_nothing<B: TestBackend>() {
+    let Some((_db, store)) = setup::<B>("gap_safety").await else { return };
+    // SQLite serialises writers: shorter runs keep the test quick.
+    let (rounds, max_delay_ms) = if B::NAME == "SQLite" { (60, 2) } else { (200, 8) };
+    let options = StreamOptions::default().batch_size(50).gap_grace(Duration::from_millis(200));
+    let mut stream = store.stream_with(Start::Beginning, options);
+
+    let writers: Vec<_> = (0..8_u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut dice = Dice(0x9e37_79b9_7f4a_7c15 ^ (w + 1).wrapping_mul(0x1234_5678_9abc_def1));
+                let mut committed = Vec::new();
+                for n in 0..rounds {
+                    let mut tx = store.begin().await.expect("a transaction");
+                    let order = store.insert_in(&mut tx, placed(n)).await.expect("inserted");
+                    let id = *order.id();
+                    let mut written = vec![(id, 1)];
+                    if dice.next(2) == 0 {
+                        let paid = OrderPaid { payment_ref: format!("w{w} n{n}") };
+                        store.apply_in(&mut tx, order.transition(paid)).await.expect("paid");
+                        written.push((id, 2));
+                    }
+                    tokio::time::sleep(Duration::from_millis(dice.next(max_delay_ms + 1))).await;
+                    if dice.next(10) == 0 {
+                        tx.rollback().await.expect("rolled back");
+                    } else {
+                        store.commit(tx).await.expect("committed");
+                        committed.extend(written);
+                    }
+                }
+                committed
+            })
+        })
+        .collect();
+
+    let (sender, mut delivered) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(envelope) = stream.next().await {
+            let envelope = envelope.expect("every event decodes");
+            if sender.send((envelope.position, envelope.record_id, envelope.version)).is_err() {
+                break;
+            }
+        }
+    });
+    let mut committed = BTreeSet::new();
+    for writer in writers {
+        committed.extend(writer.await.expect("the writer ends"));
+    }
+    assert!(committed.len() > 500, "enough events to mean something: {}", committed.len());
+
+    // Then the stream delivers each committed event once, in position order
+    let mut received = Vec::with_capacity(committed.len());
+    let all = tokio::time::timeout(Duration::from_secs(120), async {
+        while received.len() < committed.len() {
+            received.push(delivered.recv().await.expect("the stream goes on"));
+        }
+    });
+    all.await.unwrap_or_else(|_| panic!("only {} of {} events delivered", received.len(), committed.len()));
+    reader.abort();
+    while let Ok(extra) = delivered.try_recv() {
+        received.push(extra);
+    }
+    assert!(received.windows(2).all(|w| w[0].0 < w[1].0), "positions strictly increase");
+    let keys: Vec<(i64, i64)> = received.iter().map(|(_, id, version)| (*id, *version)).collect();
+    let unique: BTreeSet<(i64, i64)> = keys.iter().copied().collect();
+    assert_eq!(unique.len(), keys.len(), "no event is delivered twice");
+    assert_eq!(unique, committed, "exactly the committed events, none rolled back");
+}
+
+/// A stream starts at the beginning, after a saved position, or at the head.
+pub async fn streams_start_at_the_beginning_a_position_or_the_head<B: TestBackend>() {
+    let Some((_db, store)) = setup::<B>("stream_starts").await else { return };
+    // Given five events
+    let events = seed(&store, 3).await + seed(&store, 1).await;
+    assert_eq!(events, 5);
+
+    // When streamed from the beginning, in small batches, then all come in order
+    let mut stream = store.stream_with(Start::Beginning, quick().batch_size(2));
+    let mut all = Vec::new();
+    for _ in 0..events {
+        all.push(stream.next().await.unwrap().unwrap());
+    }
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(all[0].event, Order::Placed { customer: "customer 1".into(), amount_cents: 1 });
+    assert_eq!((all[2].from, all[2].to, all[2].version), (Some(OrderStatus::Placed), OrderStatus::Paid, 2));
+
+    // And from a position, only what follows it
+    let mut after = store.stream_with(Start::After(all[2].position), quick());
+    assert_eq!(after.next().await.unwrap().unwrap().position, all[3].position);
+
+    // And from the head, only events written afterwards, which wake it up
+    let head = store.head().await.unwrap();
+    assert_eq!(head, all[4].position);
+    let mut head = store.stream_with(Start::After(head), quick().poll_interval(Duration::from_secs(3600)));
+    let waiting = tokio::spawn(async move { head.next().await.unwrap().unwrap() });
+    let order = store.insert(placed(99)).await.unwrap();
+    let next = waiting.await.unwrap();
+    assert_eq!((next.record_id, next.version), (*order.id(), 1));
+    assert!(next.position > all[4].position);
+}
+
+/// Given a consumer stopped half-way, when it starts again, then it goes on
+/// from its saved cursor: every event handled once.
+pub async fn consumer_resumes_from_its_cursor_after_a_restart<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("resume").await else { return };
+    let events = seed(&store, 6).await;
+    let consumer = || Consumer::new(&store, "resume").stream_options(quick());
+
+    // When it handles the first part and stops
+    let first = Running::start(consumer(), Projection::new("resume"));
+    let target = last_position(&store, events).await;
+    caught_up(&consumer(), target).await;
+    first.stop().await.expect("a clean stop");
+    assert_eq!(seen(&db, "resume").await, all_ids(&db).await);
+
+    // And more events arrive while it is down, then it restarts
+    let more = seed(&store, 4).await;
+    let second = Running::start(consumer(), Projection::new("resume"));
+    let target = last_position(&store, events + more).await;
+    caught_up(&consumer(), target).await;
+    second.stop().await.expect("a clean stop");
+
+    // Then each event was handled exactly once
+    assert_eq!(seen(&db, "resume").await, all_ids(&db).await);
+}
+
+/// Given a handler that fails the first two attempts at some events, then
+/// each is retried until it succeeds: none skipped, none recorded twice.
+pub async fn failing_handler_is_retried_and_nothing_is_skipped<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("retries").await else { return };
+    let events = seed(&store, 6).await;
+    let mut handler = Projection::new("retries");
+    handler.fail = Some((3, 2));
+    let attempts = handler.attempts.clone();
+    let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(20));
+    let consumer = Consumer::new(&store, "retries").stream_options(quick()).backoff(backoff);
+    let running = Running::start(consumer, handler);
+
+    let target = last_position(&store, events).await;
+    caught_up(&Consumer::new(&store, "retries"), target).await;
+    running.stop().await.expect("a clean stop");
+
+    let ids = all_ids(&db).await;
+    assert_eq!(seen(&db, "retries").await, ids, "every event once, in order");
+    let attempts = attempts.lock().unwrap().clone();
+    for id in ids {
+        let expected = if id % 3 == 0 { 3 } else { 1 };
+        assert_eq!(attempts.iter().filter(|a| **a == id).count(), expected, "attempts at event {id}");
+    }
+}
+
+/// Given faults injected after the handler and before the cursor save (the
+/// process "dies" there), then the projection still holds each event once.
+pub async fn projection_is_exactly_once_despite_faults_before_the_cursor_save<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("exactly_once").await else { return };
+    let events = seed(&store, 20).await;
+    let faulty = store.clone().with_fate(Fate::new(0.4, 17).at(&[FaultPoint::BeforeCursorSave]));
+    let handler = Projection::new("exactly_once");
+    let calls = handler.calls.clone();
+    let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(5));
+    let consumer = Consumer::new(&faulty, "exactly_once").stream_options(quick()).backoff(backoff);
+    let running = Running::start(consumer, handler);
+
+    let target = last_position(&store, events).await;
+    caught_up(&Consumer::new(&store, "exactly_once"), target).await;
+    running.stop().await.expect("a clean stop");
+
+    let injected = usize::try_from(faulty.fate().unwrap().injected()).unwrap();
+    assert!(injected > 0, "faults were injected");
+    assert_eq!(calls.load(Ordering::SeqCst), events + injected, "each fault made the handler run again");
+    assert_eq!(seen(&db, "exactly_once").await, all_ids(&db).await, "yet each event is projected once");
+}
+
+/// Given three shards of one consumer running at once, then together they
+/// handle every event exactly once.
+pub async fn shards_together_handle_every_event_once<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("shards").await else { return };
+    let events = seed(&store, 30).await;
+    let names = ["shard0", "shard1", "shard2"];
+    let running: Vec<_> = (0..3)
+        .map(|i| {
+            let consumer = Consumer::new(&store, "sharded").shard(i, 3).stream_options(quick());
+            Running::start(consumer, Projection::new(names[i as usize]))
+        })
+        .collect();
+    let target = last_position(&store, events).await;
+    for i in 0..3 {
+        caught_up(&Consumer::new(&store, "sharded").shard(i, 3), target).await;
+    }
+    for shard in running {
+        shard.stop().await.expect("a clean stop");
+    }
+
+    let mut union = Vec::new();
+    for name in names {
+        let ids = seen(&db, name).await;
+        assert!(!ids.is_empty(), "{name} handled some events");
+        union.extend(ids);
+    }
+    union.sort_unstable();
+    assert_eq!(union, all_ids(&db).await, "every event once across the shards");
+    assert_eq!(Consumer::new(&store, "sharded").shard(1, 3).key(), "sharded#1/3");
+}
+
+/// Given two instances of a consumer, then one runs and the other waits;
+/// when the first stops, the second takes over at its cursor; when that one
+/// dies without giving the lease up, a third takes over once it expires.
+/// The projection holds each event once throughout.
+pub async fn lease_fails_over_when_the_holder_stops_or_dies<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("lease").await else { return };
+    let consumer = || Consumer::new(&store, "leased").stream_options(quick()).lease_ttl(Duration::from_millis(600));
+    let first_handler = Projection::new("leased");
+    let second_handler = Projection::new("leased");
+    let (first_calls, second_calls) = (first_handler.calls.clone(), second_handler.calls.clone());
+    let first = Running::start(consumer(), first_handler);
+    let events = seed(&store, 5).await;
+    caught_up(&consumer(), last_position(&store, events).await).await;
+    let second = Running::start(consumer(), second_handler);
+
+    // While the first holds the lease, the second handles nothing
+    let more = seed(&store, 3).await;
+    caught_up(&consumer(), last_position(&store, events + more).await).await;
+    assert_eq!((first_calls.load(Ordering::SeqCst), second_calls.load(Ordering::SeqCst)), (events + more, 0));
+
+    // When the first stops, the second takes over
+    first.stop().await.expect("a clean stop");
+    let later = seed(&store, 3).await;
+    caught_up(&consumer(), last_position(&store, events + more + later).await).await;
+    assert_eq!(second_calls.load(Ordering::SeqCst), later);
+
+    // When the second dies holding the lease, a third takes over after it expires
+    second.task.abort();
+    let third = Running::start(consumer(), Projection::new("leased"));
+    let last = seed(&store, 2).await;
+    caught_up(&consumer(), last_position(&store, events + more + later + last).await).await;
+    third.stop().await.expect("a clean stop");
+
+    assert_eq!(seen(&db, "leased").await, all_ids(&db).await, "each event once across instances");
+}
+
+/// Given an event whose stored payload no longer decodes, then the consumer
+/// stops with an error naming its position, and its cursor stays before it.
+pub async fn undecodable_payload_halts_the_consumer_at_its_position<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("undecodable").await else { return };
+    seed(&store, 4).await;
+    let ids = all_ids(&db).await;
+    let broken = ids[3];
+    let sql = format!("UPDATE order_events SET payload = {} WHERE id = {}", B::json_param(1), B::param(2));
+    db.execute(&sql, vec![Arg::Text(r#"{"nonsense": true}"#.into()), Arg::I64(broken)]).await;
+
+    let consumer = Consumer::new(&store, "strict").stream_options(quick());
+    let mut handler = Projection::new("strict");
+    let error = consumer.run(&mut handler, std::future::pending()).await.unwrap_err();
+    assert!(matches!(error, Error::Decode { position, .. } if position == broken), "{error}");
+    assert!(error.to_string().contains(&format!("event at position {broken}")), "{error}");
+    assert_eq!(seen(&db, "strict").await, ids[..3], "the events before it were handled");
+    assert_eq!(consumer.position().await.unwrap().id(), ids[2], "the cursor stays before it");
+
+    // And the stream itself reports the same error, after the events before it
+    let mut stream = store.stream_with(Start::Beginning, quick());
+    for _ in 0..3 {
+        stream.next().await.unwrap().unwrap();
+    }
+    assert!(matches!(stream.next().await, Some(Err(Error::Decode { position, .. })) if position == broken));
+}
+
+/// Given a consumer of one kind of event, then it handles only those, and
+/// its cursor still moves past the others.
+pub async fn kinds_filter_and_the_cursor_still_moves<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("kinds").await else { return };
+    let events = seed(&store, 6).await;
+    let consumer = || Consumer::new(&store, "payments").kinds([OrderStatus::Paid]).stream_options(quick());
+    let running = Running::start(consumer(), Projection::new("payments"));
+    let target = last_position(&store, events).await;
+    caught_up(&consumer(), target).await;
+    running.stop().await.expect("a clean stop");
+
+    let paid = B::integers(&db.pool, "SELECT id FROM order_events WHERE kind = 'paid' ORDER BY id").await.unwrap();
+    assert_eq!(paid.len(), 3);
+    assert_eq!(seen(&db, "payments").await, paid);
+}
+
+/// Given a handler that always fails on one event, with dead letters after
+/// two attempts, then that event is recorded with its error and the
+/// consumer moves on.
+pub async fn dead_letters_after_repeated_failures<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("dead_letters").await else { return };
+    let events = seed(&store, 4).await;
+    let ids = all_ids(&db).await;
+    let mut handler = Projection::new("dead");
+    // Fails every event whose id is a multiple of the third's, forever.
+    handler.fail = Some((ids[2], usize::MAX));
+    let backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(2));
+    let consumer = Consumer::new(&store, "dead").stream_options(quick()).backoff(backoff).dead_letter_after(2);
+    let running = Running::start(consumer, handler);
+    caught_up(&Consumer::new(&store, "dead"), last_position(&store, events).await).await;
+    running.stop().await.expect("a clean stop");
+
+    let buried: Vec<i64> = ids.iter().copied().filter(|id| id % ids[2] == 0).collect();
+    let handled: Vec<i64> = ids.iter().copied().filter(|id| id % ids[2] != 0).collect();
+    assert_eq!(seen(&db, "dead").await, handled);
+    let letters = B::integers(&db.pool, "SELECT position FROM statefold_dead_letters ORDER BY position").await.unwrap();
+    assert_eq!(letters, buried);
+    let attempts = B::integers(&db.pool, "SELECT attempts FROM statefold_dead_letters").await.unwrap();
+    assert!(attempts.iter().all(|a| *a == 2));
+    let sql = format!("SELECT COUNT(*) FROM statefold_dead_letters WHERE error LIKE '%refusing event {}%'", ids[2]);
+    assert_eq!(B::integers(&db.pool, &sql).await.unwrap(), [1]);
+}
+
+/// Given a projection built once, when it is rebuilt, then its reset and
+/// the cursor's happen together and every event is replayed once.
+pub async fn rebuild_resets_and_replays<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("rebuild").await else { return };
+    let events = seed(&store, 5).await;
+    let consumer = Consumer::new(&store, "rebuilt").stream_options(quick());
+    let mut handler = Projection::new("rebuilt");
+    assert_eq!(consumer.rebuild(&mut handler, std::future::pending()).await.unwrap(), events as u64);
+    assert_eq!(seen(&db, "rebuilt").await, all_ids(&db).await);
+
+    // When rebuilt again, then the projection is the same, not doubled
+    assert_eq!(consumer.rebuild(&mut handler, std::future::pending()).await.unwrap(), events as u64);
+    assert_eq!(seen(&db, "rebuilt").await, all_ids(&db).await);
+    let unique: HashSet<i64> = seen(&db, "rebuilt").await.into_iter().collect();
+    assert_eq!(unique.len(), events);
+}

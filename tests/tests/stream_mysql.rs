@@ -1,0 +1,3 @@
+//! Streams and consumers on MySql.
+
+statefold_tests::stream_suite!(statefold::MySql);

@@ -1,0 +1,3 @@
+//! Streams and consumers on Postgres.
+
+statefold_tests::stream_suite!(statefold::Postgres);

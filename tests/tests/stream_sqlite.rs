@@ -1,0 +1,3 @@
+//! Streams and consumers on Sqlite.
+
+statefold_tests::stream_suite!(statefold::Sqlite);
