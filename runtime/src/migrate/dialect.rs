@@ -180,7 +180,7 @@ fn altered(change: &Change) -> Option<&'static MachineDef> {
 /// retyped columns as `NULL`.
 fn rebuild<D: Dialect>(before: &MachineSnapshot, plan: &Plan, def: &MachineDef) -> Vec<String> {
     let q = D::quote_ident;
-    let aside = format!("{}__statefold_rebuild", def.table);
+    let fresh = format!("{}__statefold_rebuild", def.table);
     let renames: Vec<(&str, &str)> = plan
         .changes
         .iter()
@@ -207,11 +207,19 @@ fn rebuild<D: Dialect>(before: &MachineSnapshot, plan: &Plan, def: &MachineDef) 
         .map(|&c| if c == "status" { status.clone() } else { q(c) })
         .chain(kept.iter().map(|c| q(c)))
         .collect();
+    // SQLite's documented order: create the new table under another name,
+    // copy, drop the old one, rename the new one into place. Renaming the old
+    // table aside instead would rewrite views and triggers to point at it.
+    let create = D::records_table_sql(def).replacen(
+        &format!("CREATE TABLE IF NOT EXISTS {}", q(def.table)),
+        &format!("CREATE TABLE {}", q(&fresh)),
+        1,
+    );
     let mut out = vec![
-        format!("ALTER TABLE {} RENAME TO {}", q(def.table), q(&aside)),
-        D::records_table_sql(def),
-        format!("INSERT INTO {} ({targets}) SELECT {} FROM {}", q(def.table), sources.join(", "), q(&aside)),
-        format!("DROP TABLE {}", q(&aside)),
+        create,
+        format!("INSERT INTO {} ({targets}) SELECT {} FROM {}", q(&fresh), sources.join(", "), q(def.table)),
+        format!("DROP TABLE {}", q(def.table)),
+        format!("ALTER TABLE {} RENAME TO {}", q(&fresh), q(def.table)),
     ];
     out.extend(D::indexes_sql(def));
     out

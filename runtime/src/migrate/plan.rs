@@ -96,7 +96,7 @@ impl Change {
                 old.name, old.table, old.events_table
             )),
             Self::ChangeStatuses { def, removed, .. } if !removed.is_empty() => Some(format!(
-                "`{}` no longer admits status {}: rows still in it would fail the new check (keep the name with `#[state(was = \"..\")]` if the state was renamed)",
+                "`{}` no longer admits status {}: rows still in it would fail the new check, and events stored under it would no longer decode (keep the name with `#[state(was = \"..\")]` if the state was renamed)",
                 def.table,
                 quoted(removed)
             )),
@@ -311,6 +311,18 @@ impl Plan {
                 continue;
             };
             if old.ty != column.ty {
+                if !column.nullable {
+                    // Re-adding a NOT NULL column fails on PostgreSQL and is
+                    // silently filled with made-up defaults on MySQL.
+                    self.unsupported(
+                        def,
+                        format!(
+                            "column `{}` changes from {} to {} and is NOT NULL: existing rows have no value of the new type; write this migration by hand",
+                            column.name, old.ty, column.ty
+                        ),
+                    );
+                    continue;
+                }
                 if old.indexed {
                     self.changes.push(Change::DropIndex { def, column: old.name.clone() });
                 }
@@ -398,6 +410,18 @@ mod tests {
         let plan = plan(&NEXT);
         assert!(plan.changes.is_empty());
         assert!(plan.unsupported[0].reason.contains("`region` is NOT NULL"), "{:?}", plan.unsupported);
+    }
+
+    #[test]
+    fn retyping_a_not_null_column_needs_a_hand_written_migration() {
+        static NEXT: MachineDef = machine(
+            KEY,
+            V1.states,
+            &[column("customer", LogicalType::I64, false), column("note", LogicalType::Text, true)],
+        );
+        let plan = plan(&NEXT);
+        assert!(plan.changes.is_empty(), "{:?}", plan.changes);
+        assert!(plan.unsupported[0].reason.contains("`customer` changes from text to i64"), "{:?}", plan.unsupported);
     }
 
     #[test]

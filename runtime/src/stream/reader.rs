@@ -196,7 +196,10 @@ impl<M: Machine, B: Backend> Reader<M, B> {
             }
             // A hole: ids `expected..next` are missing, `next` is visible.
             self.stall();
-            let found = self.probe(conn, expected, next).await?;
+            // A probe that timed out proves nothing: stop at the hole and look again.
+            let Some(found) = self.probe(conn, expected, next).await? else {
+                return Ok(self.held_back(out));
+            };
             let passed = self.passed_before();
             let mut found = found.into_iter().peekable();
             while expected < next {
@@ -212,19 +215,23 @@ impl<M: Machine, B: Backend> Reader<M, B> {
         Ok(out)
     }
 
-    /// The rows of ids `from..until` that exist, once their writers are done.
-    async fn probe(&mut self, conn: &mut Conn<B>, from: i64, until: i64) -> Result<Vec<Vec<Value>>, Error> {
+    /// The rows of ids `from..until` that exist, once their writers are done;
+    /// `None` when a writer outlasted the lock wait timeout.
+    async fn probe(&mut self, conn: &mut Conn<B>, from: i64, until: i64) -> Result<Option<Vec<Vec<Value>>>, Error> {
         // READ COMMITTED: a locking read of a missing id takes no gap lock,
         // so it never blocks writers appending events.
         B::execute(conn, "SET TRANSACTION ISOLATION LEVEL READ COMMITTED").await.map_err(|e| self.fail(e))?;
+        // Wait on a writer a second at a time: a timed-out probe is simply
+        // retried, and a short wait lets the stream notice shutdown.
+        B::execute(conn, "SET SESSION innodb_lock_wait_timeout = 1").await.map_err(|e| self.fail(e))?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| self.fail(e))?;
         let (from, until) = (Value::I64(from), Value::I64(until));
         let binds = [(&from, LogicalType::I64), (&until, LogicalType::I64)];
         let rows = B::fetch_all(&mut tx, &self.sql.probe, &binds, &self.sql.types).await;
         let rows = match rows {
-            Ok(rows) => rows,
+            Ok(rows) => Some(rows),
             // A writer slower than the lock wait timeout: look again later.
-            Err(e) if B::classify(&e) == Failure::LockTimeout => Vec::new(),
+            Err(e) if B::classify(&e) == Failure::LockTimeout => None,
             Err(e) => return Err(self.fail(e)),
         };
         tx.commit().await.map_err(|e| self.fail(e))?;
