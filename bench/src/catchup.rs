@@ -101,8 +101,9 @@ type PgEvent =
     (i64, i64, String, Option<String>, String, i64, Json<serde_json::Value>, Json<serde_json::Value>, DateTime<Utc>);
 
 /// The stream's gap-safe query, by hand: what the fence costs the database.
-const FENCED_PG: &str = "SELECT id, record_id, kind, from_status, to_status, version, payload, metadata, created_at, \
-                         CAST(CAST(tx AS TEXT) AS BIGINT) AS tx_number FROM order_events \
+const FENCED_PG: &str =
+    "SELECT id, record_id, kind, from_status, to_status, version, payload, metadata, created_at, tx \
+                         FROM order_events \
                          WHERE (tx, id) > (CAST(CAST($1 AS TEXT) AS xid8), $2) \
                          AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, id LIMIT $3";
 
@@ -115,7 +116,9 @@ async fn fenced_pg(pool: &PgPool, batch: u32) -> Result<usize, BoxError> {
         for row in &rows {
             use sqlx::Row;
             let event: PgEvent = sqlx::FromRow::from_row(row)?;
-            after = (row.try_get(9)?, event.0);
+            // `xid8`, unknown to sqlx: eight bytes, big-endian.
+            let tx: [u8; 8] = row.try_get_raw(9)?.as_bytes()?.try_into()?;
+            after = (i64::from_be_bytes(tx), event.0);
         }
         if rows.is_empty() {
             return Ok(read);

@@ -492,7 +492,7 @@ impl<'m, 'a> Expander<'m, 'a> {
                 quote!(#status::#ident => ::core::result::Result::Ok(Self::#ident))
             } else {
                 let event = self.event_ident(s);
-                quote!(#status::#ident => #json::from_value::<#event>(payload).map(::core::convert::Into::into))
+                quote!(#status::#ident => #json::from_str::<#event>(payload).map(::core::convert::Into::into))
             }
         });
         let state_arms = states.iter().map(|s| {
@@ -534,7 +534,7 @@ impl<'m, 'a> Expander<'m, 'a> {
                     #encode_body
                 }
 
-                fn decode(status: #status, payload: #json::Value) -> ::core::result::Result<Self, #json::Error> {
+                fn decode(status: #status, payload: &str) -> ::core::result::Result<Self, #json::Error> {
                     #decode_body
                 }
 

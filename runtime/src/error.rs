@@ -180,6 +180,23 @@ pub enum Error {
         message: String,
     },
 
+    /// MySQL: the head of a stream could not be settled in time, because
+    /// transactions that may hold earlier event ids kept running (or the
+    /// server's transaction list kept being read by others too often to
+    /// refresh). Nothing was read; try again later.
+    #[error(
+        "{machine}: the stream's head is not settled after {waited:?}: {running} transaction(s) that wrote rows are still running; \
+         do not take the head while holding a write transaction, and look for long transactions on the server"
+    )]
+    HeadNotSettled {
+        /// The machine.
+        machine: &'static str,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// How many writing transactions were still running.
+        running: usize,
+    },
+
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -7,7 +7,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// A durability boundary where [`Fate`] may inject a fault.
+/// Where [`Fate`] may inject a fault: a durability boundary of a write, or a
+/// consumer's trip to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FaultPoint {
@@ -23,17 +24,26 @@ pub enum FaultPoint {
     /// the handler's transaction: the transaction is rolled back, as when a
     /// process dies between the two, and the event is handled again.
     BeforeCursorSave,
+    /// In a consumer, before each of its own trips to the database outside
+    /// the handler's transaction: taking, renewing or giving up its lease,
+    /// reading its cursor, reading events or the log's end, moving its
+    /// cursor past filtered events, a dead letter, a rebuild's reset. Nothing
+    /// was read or written, as when the database restarts or a connection
+    /// drops; the consumer retries with backoff and goes on.
+    BeforeConsumerQuery,
 }
 
 impl FaultPoint {
-    /// Every point, in the order a write reaches them.
-    pub const ALL: [Self; 3] = [Self::BeforeCommit, Self::AfterCommit, Self::BeforeCursorSave];
+    /// Every point: the store's, in the order a write reaches them, then the consumers'.
+    pub const ALL: [Self; 4] =
+        [Self::BeforeCommit, Self::AfterCommit, Self::BeforeCursorSave, Self::BeforeConsumerQuery];
 
     const fn bit(self) -> u8 {
         match self {
             Self::BeforeCommit => 1,
             Self::AfterCommit => 2,
             Self::BeforeCursorSave => 4,
+            Self::BeforeConsumerQuery => 8,
         }
     }
 }
@@ -44,6 +54,9 @@ impl fmt::Display for FaultPoint {
             Self::BeforeCommit => "before commit",
             Self::AfterCommit => "after commit, before notify",
             Self::BeforeCursorSave => "after a consumer's handler, before its cursor is saved",
+            Self::BeforeConsumerQuery => {
+                "before one of a consumer's own statements (lease, cursor, events, dead letter or reset)"
+            }
         })
     }
 }
@@ -53,9 +66,10 @@ impl fmt::Display for FaultPoint {
 /// [`Store::with_fate`](crate::Store::with_fate); a store without one pays a
 /// single `Option` check per write.
 ///
-/// Faults apply to the store's own transactions. Writes inside a caller's
-/// transaction (`*_in` methods) are committed by the caller, so no fault is
-/// injected there.
+/// Faults apply to the store's own transactions, and to the consumers of
+/// the store ([`FaultPoint::BeforeCursorSave`], [`FaultPoint::BeforeConsumerQuery`]).
+/// Writes inside a caller's transaction (`*_in` methods) are committed by
+/// the caller, so no fault is injected there.
 ///
 /// ```
 /// use statefold::{Fate, FaultPoint};
@@ -73,8 +87,9 @@ pub struct Fate {
 }
 
 impl Fate {
-    /// Faults at every [`FaultPoint`], each time with `probability` (clamped
-    /// to 0..=1), drawn from a generator seeded with `seed`.
+    /// Faults at every [`FaultPoint`], the consumers' included (limit them
+    /// with [`at`](Self::at)), each time with `probability` (clamped to
+    /// 0..=1), drawn from a generator seeded with `seed`.
     pub fn new(probability: f64, seed: u64) -> Self {
         Self {
             probability: probability.clamp(0.0, 1.0),
@@ -150,5 +165,13 @@ mod tests {
             only_after.strike(FaultPoint::AfterCommit),
             Err(Error::InjectedFault { point: FaultPoint::AfterCommit })
         ));
+    }
+
+    #[test]
+    fn every_point_has_a_bit_of_its_own() {
+        let bits = FaultPoint::ALL.iter().fold(0, |bits, p| bits | p.bit());
+        assert_eq!(bits.count_ones() as usize, FaultPoint::ALL.len());
+        let only = Fate::new(1.0, 1).at(&[FaultPoint::BeforeConsumerQuery]);
+        assert!(FaultPoint::ALL.iter().all(|&p| only.strike(p).is_err() == (p == FaultPoint::BeforeConsumerQuery)));
     }
 }

@@ -37,7 +37,7 @@ pub trait Machine: Sized + Send + Sync + 'static {
     ///
     /// # Errors
     /// When the payload does not match the state's fields.
-    fn decode(status: Self::Status, payload: serde_json::Value) -> Result<Self, serde_json::Error>;
+    fn decode(status: Self::Status, payload: &str) -> Result<Self, serde_json::Error>;
 
     /// Turns a loaded row into the typed handle for its current state.
     fn into_state(row: Self::Row) -> Self::State;

@@ -826,6 +826,11 @@ impl<M: Machine, B: Backend> Store<M, B> {
             id_type: def.id.ty,
             status: Value::Text(to.db_name().to_owned()),
             from: from.map(|s| Value::Text(s.db_name().to_owned())),
+            from_names: from.map_or_else(Vec::new, |s| {
+                let state = &def.states[s.index()];
+                let names = std::iter::once(state.db_name).chain(state.was.iter().copied());
+                names.cycle().take(self.shared.queries.guard_names).map(|name| Value::Text(name.to_owned())).collect()
+            }),
             version: Value::I64(version),
             at: Value::Timestamp(fold::stored_time(Utc::now())),
             columns: columns.collect(),
@@ -1019,12 +1024,15 @@ impl<M: Machine, B: Backend> Store<M, B> {
             Value::Null => None,
             other => Some(status(other)?),
         };
-        let json = |value: Value| match value {
-            Value::Json(json) => json,
-            _ => serde_json::Value::Null,
-        };
-        let event = M::decode(kind, json(payload)).map_err(|e| decode(format!("payload: {e}")))?;
-        let metadata = serde_json::from_value(json(metadata)).map_err(|e| decode(format!("metadata: {e}")))?;
+        // The JSON columns are read as text: decoded once, straight into their types.
+        fn json(value: &Value) -> &str {
+            match value {
+                Value::Text(text) => text,
+                _ => "null",
+            }
+        }
+        let event = M::decode(kind, json(&payload)).map_err(|e| decode(format!("payload: {e}")))?;
+        let metadata = serde_json::from_str(json(&metadata)).map_err(|e| decode(format!("metadata: {e}")))?;
         let (Value::I64(version), Value::Timestamp(created_at)) = (version, created_at) else {
             return Err(decode("version or time is empty".into()));
         };

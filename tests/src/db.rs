@@ -7,9 +7,9 @@
 //! data. When a URL is unset the test prints why it skips and passes, unless
 //! `CI` is set: then a missing URL fails the test.
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Database, Pool};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection, Database, Pool};
 use statefold::{Backend, Machine, MySql, Postgres, Sqlite, Store, Tx};
 use std::future::Future;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ pub enum Arg {
 }
 
 /// What the suite needs from a backend beyond the library: a fresh database,
-/// and hand-written SQL to corrupt data behind the store's back.
+/// hand-written SQL to corrupt data behind the store's back, and outages.
 pub trait TestBackend: Backend {
     /// Creates a fresh database for the test `test`; `None` when the test skips.
     fn create(test: &str) -> impl Future<Output = Option<TestDb<Self>>> + Send;
@@ -58,6 +58,11 @@ pub trait TestBackend: Backend {
 
     /// Runs a hand-written query whose rows are one integer each.
     fn integers(pool: &Pool<Self::Db>, sql: &str) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send;
+
+    /// Has the server kill every other connection to the database at `url`,
+    /// as a restart would, and returns how many once they are gone; `None`
+    /// where there is no server (SQLite).
+    fn kill_connections(url: &str) -> impl Future<Output = Option<usize>> + Send;
 }
 
 /// A database that exists for one test and is dropped after it.
@@ -91,6 +96,28 @@ impl<B: TestBackend> TestDb<B> {
     /// When the statement fails.
     pub async fn execute(&self, sql: &str, args: Vec<Arg>) -> u64 {
         B::run_sql(&self.pool, sql, args).await.unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+    }
+
+    /// Has the server kill every connection to this database, as a restart
+    /// would ([`TestBackend::kill_connections`]); other pools (a consumer's)
+    /// meet theirs dead on next use, while [`pool`](Self::pool) drops its
+    /// own at once so that the test does not. `None` on SQLite.
+    ///
+    /// # Panics
+    /// When the server cannot be reached, or a killed connection does not
+    /// end within 10 s. Call it while nothing else uses
+    /// [`pool`](Self::pool).
+    pub async fn kill_connections(&self) -> Option<usize> {
+        let killed = B::kill_connections(&self.url).await?;
+        // A dead connection fails its ping, and the pool closes it on release.
+        let mut idle = Vec::new();
+        while let Some(conn) = self.pool.try_acquire() {
+            idle.push(conn);
+        }
+        for conn in &mut idle {
+            let _ = conn.ping().await;
+        }
+        Some(killed)
     }
 }
 
@@ -219,6 +246,10 @@ impl TestBackend for Sqlite {
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
     }
+
+    async fn kill_connections(_: &str) -> Option<usize> {
+        None
+    }
 }
 
 impl TestBackend for Postgres {
@@ -256,6 +287,29 @@ impl TestBackend for Postgres {
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
     }
+
+    async fn kill_connections(url: &str) -> Option<usize> {
+        let mut admin = PgConnection::connect(url).await.expect("PostgreSQL is up");
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("connections listed");
+        let mut killed = 0;
+        for pid in pids {
+            // With a timeout, it returns once the backend is gone (or false if it already was).
+            let gone: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 10000)")
+                .bind(pid)
+                .fetch_one(&mut admin)
+                .await
+                .expect("backend terminated");
+            killed += usize::from(gone);
+        }
+        let _ = admin.close().await;
+        Some(killed)
+    }
 }
 
 impl TestBackend for MySql {
@@ -288,6 +342,38 @@ impl TestBackend for MySql {
 
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
+    }
+
+    async fn kill_connections(url: &str) -> Option<usize> {
+        let mut admin = MySqlConnection::connect(url).await.expect("MySQL is up");
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM information_schema.processlist WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("connections listed");
+        for id in &ids {
+            // A connection that ended on its own meanwhile is fine.
+            let _ = sqlx::query("KILL ?").bind(id).execute(&mut admin).await;
+        }
+        // KILL only marks a connection: wait until each has ended.
+        for _ in 0..500 {
+            let mut left = 0;
+            for id in &ids {
+                let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.processlist WHERE id = ?")
+                    .bind(id)
+                    .fetch_one(&mut admin)
+                    .await
+                    .expect("connections listed");
+                left += found;
+            }
+            if left == 0 {
+                let _ = admin.close().await;
+                return Some(ids.len());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("killed connections did not end");
     }
 }
 

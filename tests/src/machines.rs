@@ -65,9 +65,10 @@ pub enum Ticket {
 #[derive(Machine, Clone, Debug, PartialEq)]
 #[machine(table = "accounts", id = String)]
 pub enum Account {
-    /// In use.
+    /// In use (stored as `enabled` by an earlier release).
     #[initial]
     #[from(Frozen)]
+    #[state(was = "enabled")]
     Active {
         /// Where to write.
         email: String,

@@ -30,12 +30,16 @@ macro_rules! stream_suite {
             consumer_resumes_from_its_cursor_after_a_restart,
             failing_handler_is_retried_and_nothing_is_skipped,
             projection_is_exactly_once_despite_faults_before_the_cursor_save,
+            consumer_survives_database_errors,
             shards_together_handle_every_event_once,
             lease_fails_over_when_the_holder_stops_or_dies,
+            lease_taken_over_mid_handler_is_still_exactly_once,
             undecodable_payload_halts_the_consumer_at_its_position,
             kinds_filter_and_the_cursor_still_moves,
             dead_letters_after_repeated_failures,
             rebuild_resets_and_replays,
+            nothing_committed_after_the_head_is_taken_is_skipped,
+            consumer_stops_when_asked_in_the_middle_of_a_batch,
         );
     };
     (@cases $backend:ty; $($case:ident),* $(,)?) => {$(
@@ -204,9 +208,11 @@ async fn last_position<B: TestBackend>(store: &Store<Order, B>, events: usize) -
 }
 
 /// Given 8 writers that each hold their transaction open for a random time
-/// before committing (and roll back one in ten), when a stream reads all the
-/// while, then it delivers every committed event exactly once, in position
-/// order, and never a rolled-back one.
+/// before committing (and roll back one in ten), and, where writers run
+/// concurrently, one that holds its transactions longer than the gap grace
+/// and the MySQL probes' lock wait, when a stream reads all the while, then
+/// it delivers every committed event exactly once, in position order, and
+/// never a rolled-back one.
 pub async fn concurrent_writers_with_delays_and_rollbacks_lose_nothing<B: TestBackend>() {
     let Some((_db, store)) = setup::<B>("gap_safety").await else { return };
     // SQLite serialises writers: shorter runs keep the test quick.
@@ -242,6 +248,26 @@ pub async fn concurrent_writers_with_delays_and_rollbacks_lose_nothing<B: TestBa
             })
         })
         .collect();
+    // A slow writer: its events wait in holes (MySQL) or behind the fence
+    // (PostgreSQL) for longer than the grace and the probe's lock wait.
+    let slow = (B::NAME != "SQLite").then(|| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut committed = Vec::new();
+            for n in 0..3 {
+                let mut tx = store.begin().await.expect("a transaction");
+                let order = store.insert_in(&mut tx, placed(n)).await.expect("inserted");
+                tokio::time::sleep(Duration::from_millis(1_500)).await;
+                if n == 1 {
+                    tx.rollback().await.expect("rolled back");
+                } else {
+                    store.commit(tx).await.expect("committed");
+                    committed.push((*order.id(), 1));
+                }
+            }
+            committed
+        })
+    });
 
     let (sender, mut delivered) = tokio::sync::mpsc::unbounded_channel();
     let reader = tokio::spawn(async move {
@@ -253,7 +279,7 @@ pub async fn concurrent_writers_with_delays_and_rollbacks_lose_nothing<B: TestBa
         }
     });
     let mut committed = BTreeSet::new();
-    for writer in writers {
+    for writer in writers.into_iter().chain(slow) {
         committed.extend(writer.await.expect("the writer ends"));
     }
     assert!(committed.len() > 500, "enough events to mean something: {}", committed.len());
@@ -381,6 +407,95 @@ pub async fn projection_is_exactly_once_despite_faults_before_the_cursor_save<B:
     assert_eq!(seen(&db, "exactly_once").await, all_ids(&db).await, "yet each event is projected once");
 }
 
+/// A projection whose handler, inside its transaction, takes `each` per
+/// event, and at event `stall_at` (once) tells `stalled` and waits for `resume`.
+struct Paced {
+    projection: Projection,
+    each: Duration,
+    stall_at: Option<i64>,
+    stalled: Arc<tokio::sync::Notify>,
+    resume: Arc<tokio::sync::Notify>,
+}
+
+impl Paced {
+    fn new(projection: Projection) -> Self {
+        Self { projection, each: Duration::ZERO, stall_at: None, stalled: Arc::default(), resume: Arc::default() }
+    }
+}
+
+impl<B: TestBackend> Handler<Order, B> for Paced {
+    async fn handle(&mut self, tx: &mut Tx<'static, B>, event: &Envelope<Order>) -> Result<(), HandlerError> {
+        Handler::<Order, B>::handle(&mut self.projection, tx, event).await?;
+        if !self.each.is_zero() {
+            tokio::time::sleep(self.each).await;
+        }
+        if self.stall_at == Some(event.position.id()) {
+            self.stall_at = None;
+            self.stalled.notify_one();
+            self.resume.notified().await;
+        }
+        Ok(())
+    }
+}
+
+/// Lets a stalled [`Paced`] handler go on when dropped: a test that fails
+/// while it stalls then ends, instead of waiting forever to drop its
+/// database (MySQL waits for the handler's open transaction).
+struct Resume(Arc<tokio::sync::Notify>);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        self.0.notify_one();
+    }
+}
+
+/// Waits for `signal`, up to 30 s; panics with `what` if it never comes.
+async fn signalled(what: &str, signal: impl Future<Output = ()>) {
+    tokio::time::timeout(Duration::from_secs(30), signal).await.unwrap_or_else(|_| panic!("gave up waiting: {what}"));
+}
+
+/// Given a consumer whose trips to the database fail now and then (faults
+/// before its reads of the lease, the cursor and the events), then it goes
+/// on and handles every event exactly once; and when the server kills its
+/// connections mid-run, as a restart would, it reconnects and goes on.
+pub async fn consumer_survives_database_errors<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("db_errors").await else { return };
+    let events = seed(&store, 20).await;
+    // A pool of its own: killing connections then hits the consumer's, not the test's.
+    let pool = B::connect(&db.url).await.expect("a second pool opens");
+    let faulty = Store::<Order, B>::new(pool).with_fate(Fate::new(0.3, 23).at(&[FaultPoint::BeforeConsumerQuery]));
+    // Each event takes a third of the lease: the consumer renews it, and
+    // faults strike, between events of a batch too (not only between batches).
+    let handler = Paced { each: Duration::from_millis(10), ..Paced::new(Projection::new("db_errors")) };
+    let calls = handler.projection.calls.clone();
+    let consumer = Consumer::new(&faulty, "db_errors")
+        .stream_options(quick())
+        .lease_ttl(Duration::from_millis(30))
+        .backoff(Backoff::new(Duration::from_millis(1), Duration::from_millis(5)));
+    let running = Running::start(consumer, handler);
+
+    // When faults strike while it catches up, then it handles every event
+    caught_up(&Consumer::new(&store, "db_errors"), last_position(&store, events).await).await;
+    assert!(faulty.fate().unwrap().injected() > 0, "faults were injected");
+    assert_eq!(seen(&db, "db_errors").await, all_ids(&db).await, "every event once");
+
+    // And when the server kills its connections, then it handles what follows
+    let more = match db.kill_connections().await {
+        Some(killed) => {
+            assert!(killed > 0, "the consumer's connections were killed");
+            seed(&store, 6).await
+        }
+        // SQLite has no server and no connection to kill: the faults above stand for an outage.
+        None => 0,
+    };
+    caught_up(&Consumer::new(&store, "db_errors"), last_position(&store, events + more).await).await;
+    running.stop().await.expect("a clean stop");
+
+    assert_eq!(seen(&db, "db_errors").await, all_ids(&db).await, "every event once");
+    // Faults strike outside the handler's transaction: none made it run again.
+    assert_eq!(calls.load(Ordering::SeqCst), events + more, "each event handled once");
+}
+
 /// Given three shards of one consumer running at once, then together they
 /// handle every event exactly once.
 pub async fn shards_together_handle_every_event_once<B: TestBackend>() {
@@ -446,6 +561,64 @@ pub async fn lease_fails_over_when_the_holder_stops_or_dies<B: TestBackend>() {
     third.stop().await.expect("a clean stop");
 
     assert_eq!(seen(&db, "leased").await, all_ids(&db).await, "each event once across instances");
+}
+
+/// Given instance A stalled in its handler's transaction at an event for
+/// longer than its lease, when instance B takes the lease over and handles
+/// that event, and A then goes on, then A's late attempt does not commit:
+/// each event is projected once. SQLite lets no one write while A's
+/// transaction holds the write lock: there B waits, A's attempt is the one
+/// that commits, and B goes on after it.
+pub async fn lease_taken_over_mid_handler_is_still_exactly_once<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("takeover").await else { return };
+    let events = seed(&store, 4).await;
+    let ids = all_ids(&db).await;
+    let stall_at = ids[2];
+    let consumer = || {
+        Consumer::new(&store, "takeover")
+            .stream_options(quick())
+            .lease_ttl(Duration::from_millis(300))
+            .backoff(Backoff::new(Duration::from_millis(5), Duration::from_millis(50)))
+    };
+    let a = Paced { stall_at: Some(stall_at), ..Paced::new(Projection::new("takeover_a")) };
+    let (stalled, resume) = (a.stalled.clone(), Resume(a.resume.clone()));
+
+    // Given A stalled at the third event, and B started
+    let first = Running::start(consumer(), a);
+    signalled("A reaches the third event", stalled.notified()).await;
+    let second = Running::start(consumer(), Projection::new("takeover_b"));
+
+    // When A's lease expires, then B takes it and handles that event (not on SQLite)
+    if B::NAME == "SQLite" {
+        eventually("A's lease expires", || async {
+            let expires = B::integers(&db.pool, "SELECT expires_at FROM statefold_leases").await.expect("lease reads");
+            expires.iter().all(|at| *at < chrono::Utc::now().timestamp_millis())
+        })
+        .await;
+    } else {
+        eventually("B handles the event A stalls on", || async { seen(&db, "takeover_b").await.contains(&stall_at) })
+            .await;
+    }
+
+    // And when A goes on, and more events follow, then they are handled
+    drop(resume);
+    let more = seed(&store, 2).await;
+    caught_up(&consumer(), last_position(&store, events + more).await).await;
+    first.stop().await.expect("A stops cleanly");
+    second.stop().await.expect("B stops cleanly");
+
+    // Then each event is projected once, by one of them
+    let (by_a, by_b) = (seen(&db, "takeover_a").await, seen(&db, "takeover_b").await);
+    let mut both = [by_a.clone(), by_b.clone()].concat();
+    both.sort_unstable();
+    assert_eq!(both, all_ids(&db).await, "each event once across A and B");
+    assert_eq!(by_a[..2], ids[..2], "A handled the events before");
+    if B::NAME == "SQLite" {
+        assert!(by_a.contains(&stall_at), "A's attempt committed: B could not write before it ended");
+    } else {
+        assert!(!by_a.contains(&stall_at), "A's late attempt did not commit");
+        assert!(by_b.contains(&stall_at), "B handled the event");
+    }
 }
 
 /// Given an event whose stored payload no longer decodes, then the consumer
@@ -532,4 +705,97 @@ pub async fn rebuild_resets_and_replays<B: TestBackend>() {
     assert_eq!(seen(&db, "rebuilt").await, all_ids(&db).await);
     let unique: HashSet<i64> = seen(&db, "rebuilt").await.into_iter().collect();
     assert_eq!(unique.len(), events);
+}
+
+/// Given a writer holding an event uncommitted while, where writers run
+/// concurrently, a later event commits, when the head is taken meanwhile,
+/// then a stream started after the head misses nothing committed once
+/// `head()` has returned: PostgreSQL and SQLite return a head before the
+/// held event at once; MySQL waits for the writer, then returns the end.
+pub async fn nothing_committed_after_the_head_is_taken_is_skipped<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("head_in_flight").await else { return };
+    seed(&store, 1).await;
+    // MySQL: someone reading `innodb_trx` often keeps InnoDB serving an old
+    // copy of it, one without the writer below: the head must not trust it.
+    let polling = Arc::new(std::sync::atomic::AtomicBool::new(B::NAME == "MySQL"));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let poller = tokio::spawn({
+        let (pool, polling, polls) = (db.pool.clone(), polling.clone(), polls.clone());
+        async move {
+            while polling.load(Ordering::SeqCst) {
+                B::integers(&pool, "SELECT COUNT(*) FROM information_schema.innodb_trx").await.expect("read");
+                polls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        }
+    });
+    if B::NAME == "MySQL" {
+        eventually("the poller at work", || async { polls.load(Ordering::SeqCst) >= 3 }).await;
+    }
+    let mut tx = store.begin().await.expect("a transaction");
+    let held = store.insert_in(&mut tx, placed(10)).await.expect("inserted");
+    let later = if B::NAME == "SQLite" { None } else { Some(store.insert(placed(11)).await.expect("inserted")) };
+
+    let mut head = tokio::spawn({
+        let store = store.clone();
+        async move { store.head().await }
+    });
+    let head = if B::NAME == "MySQL" {
+        // When the head is taken, then it waits for the writer holding an earlier id
+        let early = tokio::time::timeout(Duration::from_millis(500), &mut head).await;
+        assert!(early.is_err(), "head() returned while a writer held an earlier id: {early:?}");
+        polling.store(false, Ordering::SeqCst);
+        poller.await.expect("the poller ends");
+        let early = tokio::time::timeout(Duration::from_millis(500), &mut head).await;
+        assert!(early.is_err(), "head() returned while a writer held an earlier id: {early:?}");
+        store.commit(tx).await.expect("committed");
+        let head = tokio::time::timeout(Duration::from_secs(30), head).await.expect("head() returns once it commits");
+        head.expect("the head task ends").expect("the head is read")
+    } else {
+        // When the head is taken, then it returns without waiting for the writer
+        poller.await.expect("the poller ends");
+        let head = tokio::time::timeout(Duration::from_secs(30), head).await.expect("head() does not wait");
+        let head = head.expect("the head task ends").expect("the head is read");
+        store.commit(tx).await.expect("committed");
+        head
+    };
+
+    // And a stream after it delivers every event committed since
+    let mut stream = store.stream_with(Start::After(head), quick());
+    let last = store.insert(placed(12)).await.expect("inserted");
+    let mut records = Vec::new();
+    while records.last() != Some(last.id()) {
+        records.push(stream.next().await.expect("an event").expect("decodes").record_id);
+    }
+    if B::NAME == "MySQL" {
+        assert_eq!(records, [*last.id()], "the head was the end once the writer committed");
+    } else {
+        assert!(records.contains(held.id()), "the held event was skipped: head {head}, then {records:?}");
+    }
+    if let Some(later) = later {
+        let delivered_twice = records.iter().filter(|id| *id == later.id()).count() > 1;
+        assert!(!delivered_twice, "no event twice: {records:?}");
+    }
+}
+
+/// Given a consumer in the middle of a batch, when it is asked to stop while
+/// it handles an event, then it finishes that event and stops, rather than
+/// going on (a shutdown seen once must stay seen).
+pub async fn consumer_stops_when_asked_in_the_middle_of_a_batch<B: TestBackend>() {
+    let Some((db, store)) = setup::<B>("stop_mid_batch").await else { return };
+    seed(&store, 4).await;
+    let ids = all_ids(&db).await;
+    let mut handler = Paced::new(Projection::new("stopping"));
+    handler.stall_at = Some(ids[1]);
+    let (stalled, resume) = (handler.stalled.clone(), Resume(handler.resume.clone()));
+    let consumer = Consumer::new(&store, "stopping").stream_options(quick().batch_size(100));
+    let Running { stop, task } = Running::start(consumer, handler);
+
+    signalled("the handler at the second event", stalled.notified()).await;
+    stop.send(()).expect("the consumer is running");
+    drop(resume);
+    let stopped = tokio::time::timeout(Duration::from_secs(30), task).await;
+    let result = stopped.expect("the consumer stops once its event is handled").expect("the consumer task ends");
+    result.expect("a clean stop");
+    assert_eq!(seen(&db, "stopping").await, ids[..2], "it finished the event in hand, and no more");
 }

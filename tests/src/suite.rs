@@ -4,9 +4,9 @@
 
 use crate::db::{Arg, TestBackend};
 use crate::machines::{
-    Account, AccountActive, AccountFrozen, AccountState, Detail, Order, OrderCancelled, OrderPaid, OrderPlaced,
-    OrderShipped, OrderState, OrderStatus, Sample, SampleChecked, SampleState, SampleStatus, SampleTaken, Ticket,
-    TicketClosed, TicketOpen, TicketState, TicketStatus,
+    Account, AccountActive, AccountFrozen, AccountState, AccountStatus, Detail, Order, OrderCancelled, OrderPaid,
+    OrderPlaced, OrderShipped, OrderState, OrderStatus, Sample, SampleChecked, SampleState, SampleStatus, SampleTaken,
+    Ticket, TicketClosed, TicketOpen, TicketState, TicketStatus,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use statefold::{Error, Fate, FaultPoint, Metadata, Page, Problem, Store, Transition, Value};
@@ -34,6 +34,7 @@ macro_rules! suite {
             uuid_keys,
             string_keys,
             generated_ids_refuse_caller_keys,
+            rows_under_an_earlier_state_name_still_transition,
             bad_urls_are_named,
             fault_before_commit_writes_nothing,
             fault_after_commit_is_durable,
@@ -679,6 +680,35 @@ pub async fn string_keys<B: TestBackend>() {
     expected.sort();
     assert_eq!(listed, expected);
     assert!(store.audit().await.unwrap().is_clean());
+}
+
+/// Given a row still holding an earlier name of its state (written by the
+/// previous release, not yet renamed by the migration), then it loads in
+/// that state and transitions, typed or dynamically, and its event records
+/// the current name.
+pub async fn rows_under_an_earlier_state_name_still_transition<B: TestBackend>() {
+    let Some(db) = B::create("earlier_names").await else { return };
+    let store = db.store::<Account>().await;
+    let active = |email: &str| AccountActive { email: email.into() };
+    let (ada, bob) = ("ada".to_owned(), "bob".to_owned());
+    store.insert_with_id(ada.clone(), active("ada@example.com")).await.unwrap();
+    store.insert_with_id(bob.clone(), active("bob@example.com")).await.unwrap();
+    db.execute("UPDATE accounts SET status = 'enabled'", vec![]).await;
+
+    let AccountState::Active(account) = store.load(&ada).await.unwrap() else { panic!("active") };
+    let frozen = store.apply(account.transition(AccountFrozen { reason: "audit".into() })).await.unwrap();
+    assert_eq!(frozen.version(), 2);
+    let reason = Account::Frozen { reason: "audit".into() };
+    let row = store.transition(&bob, reason, Metadata::new()).await.unwrap();
+    assert_eq!(row.status(), AccountStatus::Frozen);
+
+    for id in [&ada, &bob] {
+        let history = store.history(id).await.unwrap();
+        assert_eq!(history.len(), 2);
+        assert_eq!(history[1].from, Some(AccountStatus::Active));
+    }
+    let sql = "SELECT COUNT(*) FROM account_events WHERE version = 2 AND from_status = 'active'";
+    assert_eq!(B::integers(&db.pool, sql).await.unwrap(), [2], "events record the current name");
 }
 
 /// A machine with database-assigned ids refuses a caller's key.

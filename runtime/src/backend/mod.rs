@@ -212,6 +212,19 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
         types: &'a [LogicalType],
     ) -> impl Future<Output = Result<Vec<Vec<Value>>, sqlx::Error>> + Send + 'a;
 
+    /// Runs a query and keeps its rows as the driver returns them, to be
+    /// read with [`read_rows`](Self::read_rows), perhaps in another task.
+    #[doc(hidden)]
+    fn fetch_rows<'a>(
+        conn: &'a mut Conn<Self>,
+        sql: &'a str,
+        binds: &'a [Bind<'a>],
+    ) -> impl Future<Output = Result<Vec<DbRow<Self>>, sqlx::Error>> + Send + 'a;
+
+    /// Reads rows as values of `types`.
+    #[doc(hidden)]
+    fn read_rows(rows: &[DbRow<Self>], types: &[LogicalType]) -> Result<Vec<Vec<Value>>, sqlx::Error>;
+
     /// Runs a statement without binds or results (DDL).
     #[doc(hidden)]
     fn execute<'a>(conn: &'a mut Conn<Self>, sql: &'a str)
@@ -289,6 +302,9 @@ mod sealed {
 /// The connection type of a backend.
 pub(crate) type Conn<B> = <<B as Backend>::Db as Database>::Connection;
 
+/// A row as the driver returns it.
+pub(crate) type DbRow<B> = <<B as Backend>::Db as Database>::Row;
+
 /// A value to bind, with the column type it goes to (a `NULL` needs one).
 pub(crate) type Bind<'a> = (&'a Value, LogicalType);
 
@@ -306,6 +322,9 @@ pub struct Write {
     pub status: Value,
     /// The status the record must have (a transition), or `None` (an insert).
     pub from: Option<Value>,
+    /// The names the record's status may be stored under (a transition):
+    /// `from`'s, then its earlier ones, repeated up to the guard's count.
+    pub from_names: Vec<Value>,
     /// The version the record must have (a transition).
     pub version: Value,
     /// The write's time, already at the precision every backend stores.
@@ -334,16 +353,14 @@ impl Write {
         binds
     }
 
-    /// Binds of [`render::update_record`]: `status, at, columns, id, from, version`.
+    /// Binds of [`render::update_record`]: `status, at, columns, id, from names, version`.
     pub(crate) fn update_binds(&self) -> Vec<Bind<'_>> {
         let mut binds = Vec::with_capacity(5 + self.columns.len());
         binds.extend([(&self.status, LogicalType::Text), (&self.at, LogicalType::Timestamp)]);
         binds.extend(self.columns.iter().map(|(v, ty)| (v, *ty)));
-        binds.extend([
-            (self.id.as_ref().unwrap_or(&Value::Null), self.id_type),
-            (self.from.as_ref().unwrap_or(&Value::Null), LogicalType::Text),
-            (&self.version, LogicalType::I64),
-        ]);
+        binds.push((self.id.as_ref().unwrap_or(&Value::Null), self.id_type));
+        binds.extend(self.from_names.iter().map(|name| (name, LogicalType::Text)));
+        binds.push((&self.version, LogicalType::I64));
         binds
     }
 
@@ -434,6 +451,24 @@ where
     for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
 {
     let rows = sqlx::query_with(sql, arguments::<B>(binds)?).fetch_all(&mut *conn).await?;
+    rows.iter().map(|row| read_row::<B>(row, types)).collect()
+}
+
+/// Runs a query and keeps its rows unread.
+pub(crate) async fn fetch_rows<B: Codec>(
+    conn: &mut Conn<B>,
+    sql: &str,
+    binds: &[Bind<'_>],
+) -> Result<Vec<DbRow<B>>, sqlx::Error>
+where
+    for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
+    for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
+{
+    sqlx::query_with(sql, arguments::<B>(binds)?).fetch_all(&mut *conn).await
+}
+
+/// Reads rows as values of `types`.
+pub(crate) fn read_rows<B: Codec>(rows: &[DbRow<B>], types: &[LogicalType]) -> Result<Vec<Vec<Value>>, sqlx::Error> {
     rows.iter().map(|row| read_row::<B>(row, types)).collect()
 }
 

@@ -6,10 +6,11 @@ use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow, PgValueFormat};
 use sqlx::types::Json;
-use sqlx::{Arguments, Pool, Row};
+use sqlx::{Arguments, Column, Pool, Row, TypeInfo, ValueRef};
 use std::str::FromStr;
 use uuid::Uuid;
 
@@ -168,6 +169,18 @@ impl Backend for Postgres {
         super::fetch_all::<Self>(conn, sql, binds, types)
     }
 
+    fn fetch_rows<'a>(
+        conn: &'a mut Conn<Self>,
+        sql: &'a str,
+        binds: &'a [Bind<'a>],
+    ) -> impl std::future::Future<Output = Result<Vec<super::DbRow<Self>>, sqlx::Error>> + Send + 'a {
+        super::fetch_rows::<Self>(conn, sql, binds)
+    }
+
+    fn read_rows(rows: &[super::DbRow<Self>], types: &[LogicalType]) -> Result<Vec<Vec<Value>>, sqlx::Error> {
+        super::read_rows::<Self>(rows, types)
+    }
+
     async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), sqlx::Error> {
         super::execute::<Self>(conn, sql, &[]).await.map(drop)
     }
@@ -256,8 +269,13 @@ impl Codec for Postgres {
         let value = match ty {
             LogicalType::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
             LogicalType::I32 => row.try_get::<Option<i32>, _>(i)?.map(Value::I32),
+            LogicalType::I64 if row.column(i).type_info().name().eq_ignore_ascii_case("xid8") => xid8(row, i)?,
             LogicalType::I64 => row.try_get::<Option<i64>, _>(i)?.map(Value::I64),
             LogicalType::F64 => row.try_get::<Option<f64>, _>(i)?.map(Value::F64),
+            // A JSON column read as text gives its JSON text.
+            LogicalType::Text if row.column(i).type_info().name().starts_with("JSON") => {
+                row.try_get::<Option<Json<&RawValue>>, _>(i)?.map(|json| Value::Text(json.0.get().to_owned()))
+            }
             LogicalType::Text => row.try_get::<Option<String>, _>(i)?.map(Value::Text),
             LogicalType::Bytes => row.try_get::<Option<Vec<u8>>, _>(i)?.map(Value::Bytes),
             LogicalType::Timestamp => row.try_get::<Option<DateTime<Utc>>, _>(i)?.map(Value::Timestamp),
@@ -266,4 +284,26 @@ impl Codec for Postgres {
         };
         Ok(value.unwrap_or(Value::Null))
     }
+}
+
+/// A transaction id (`xid8`, which sqlx does not know) as a number: eight
+/// bytes, big-endian, in the binary format; its digits in the text format.
+fn xid8(row: &PgRow, i: usize) -> Result<Option<Value>, sqlx::Error> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(None);
+    }
+    let decode = |source: BoxDynError| sqlx::Error::ColumnDecode { index: i.to_string(), source };
+    let number = match raw.format() {
+        PgValueFormat::Binary => {
+            let bytes: [u8; 8] =
+                raw.as_bytes().map_err(decode)?.try_into().map_err(|_| decode("xid8 is not 8 bytes".into()))?;
+            u64::from_be_bytes(bytes)
+        }
+        PgValueFormat::Text => {
+            raw.as_str().map_err(decode)?.parse().map_err(|e: std::num::ParseIntError| decode(e.into()))?
+        }
+    };
+    // Transaction ids stay far below 2^63 (epoch and 32-bit xid).
+    i64::try_from(number).map(|n| Some(Value::I64(n))).map_err(|e| decode(e.into()))
 }

@@ -34,9 +34,12 @@ pub(crate) fn row_types(def: &MachineDef) -> Vec<LogicalType> {
 }
 
 /// The types of an events row, in [`EVENT_COLUMNS`] order.
+///
+/// The payload and metadata are read as their JSON text, to be decoded once,
+/// straight into the event and [`Metadata`](crate::Metadata) types.
 pub(crate) fn event_types(def: &MachineDef) -> Vec<LogicalType> {
-    use LogicalType::{Json, Text, Timestamp, I64};
-    vec![I64, def.id.ty, Text, Text, Text, I64, Json, Json, Timestamp]
+    use LogicalType::{Text, Timestamp, I64};
+    vec![I64, def.id.ty, Text, Text, Text, I64, Text, Text, Timestamp]
 }
 
 /// Quoted, comma-separated identifiers.
@@ -107,8 +110,15 @@ pub(crate) fn insert_record<B: Backend>(def: &MachineDef, state: &StateDef, p: &
     format!("INSERT INTO {} ({}) VALUES ({})", B::quote_ident(def.table), list::<B>(columns), values.join(", "))
 }
 
-/// The guarded `UPDATE`: only a row still at the expected status and version
-/// changes. Binds `status, at, columns, id, from, version`
+/// How many names a state's guard compares with: its stored name and its
+/// earlier ones, for the state with the most.
+pub(crate) fn guard_names(def: &MachineDef) -> usize {
+    def.states.iter().map(|s| 1 + s.was.len()).max().unwrap_or(1)
+}
+
+/// The guarded `UPDATE`: only a row still at the expected status (under its
+/// stored name or an earlier one: rows the migration has not renamed yet)
+/// and version changes. Binds `status, at, columns, id, from names, version`
 /// (see [`Write::update_binds`](super::Write::update_binds)).
 pub(crate) fn update_record<B: Backend>(def: &MachineDef, state: &StateDef, p: &mut Params<B>) -> String {
     let q = B::quote_ident;
@@ -118,14 +128,15 @@ pub(crate) fn update_record<B: Backend>(def: &MachineDef, state: &StateDef, p: &
         format!("{} = {}", q("updated_at"), p.next()),
     ];
     sets.extend(state.fields.iter().map(|f| format!("{} = {}", q(f), p.next())));
+    let id = p.next();
+    let names: Vec<String> = (0..guard_names(def)).map(|_| p.next()).collect();
     format!(
-        "UPDATE {} SET {} WHERE {} = {} AND {} = {} AND {} = {}",
+        "UPDATE {} SET {} WHERE {} = {id} AND {} IN ({}) AND {} = {}",
         q(def.table),
         sets.join(", "),
         q("id"),
-        p.next(),
         q("status"),
-        p.next(),
+        names.join(", "),
         q("version"),
         p.next()
     )
@@ -177,6 +188,8 @@ pub(crate) struct Queries {
     pub(crate) event_types: Vec<LogicalType>,
     /// Per state: the position in `DEF.columns` of each of its fields.
     pub(crate) state_columns: Vec<Vec<usize>>,
+    /// How many names a transition's guard binds ([`guard_names`]).
+    pub(crate) guard_names: usize,
     /// One row by id. Binds: id.
     pub(crate) load: String,
     /// A row's status and version by id. Binds: id.
@@ -233,6 +246,7 @@ impl Queries {
         Self {
             row_types: row_types(def),
             event_types: event_types(def),
+            guard_names: guard_names(def),
             state_columns: def
                 .states
                 .iter()

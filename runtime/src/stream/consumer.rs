@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::fate::FaultPoint;
 use crate::machine::{Machine, Status};
 use crate::store::{Store, Tx};
+use futures::future::FusedFuture;
 use futures::FutureExt;
 use std::fmt;
 use std::future::Future;
@@ -311,10 +312,26 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
     /// it finishes the event in hand, and gives the lease up.
     ///
     /// # Errors
-    /// An event that cannot be decoded stops the consumer with
-    /// [`Error::Decode`], naming its position; the cursor stays before it.
-    /// [`Error::MissingTable`] without the shared tables. Failing handlers
-    /// and database errors while handling are retried, not returned.
+    /// Only what retrying cannot fix ends the run:
+    /// - an event that cannot be decoded: [`Error::Decode`] (or
+    ///   [`Error::CorruptRow`]), naming its position; the cursor stays before it;
+    /// - [`Error::MissingTable`] without the shared tables;
+    /// - a value the database cannot store ([`Error::Unrepresentable`]), a
+    ///   pool the application closed, or a driver error that says the
+    ///   database and the declaration disagree (an undecodable column).
+    ///
+    /// Everything else is retried, never returned. A failing handler is
+    /// retried with [`Backoff`] (or dead-lettered, if asked). A database
+    /// error anywhere (a restart, a dropped or killed connection, a lock or
+    /// pool timeout, what the database refuses, a fault injected at
+    /// [`FaultPoint::BeforeConsumerQuery`](crate::FaultPoint::BeforeConsumerQuery)) is
+    /// logged with `tracing`, counted in
+    /// [`statefold_consumer_errors_total`](crate::stream::metrics::ERRORS)
+    /// and retried with the same backoff, for as long as it takes (the
+    /// backoff starts over after a success). Before the next event the
+    /// consumer asks for its lease and reads its cursor again, since another
+    /// instance may have taken over meanwhile. Failing to give the lease up
+    /// on shutdown is only logged: it expires after its ttl.
     pub async fn run<H: Handler<M, B>>(
         &self,
         handler: &mut H,
@@ -358,97 +375,139 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
         let key = self.key();
         let rows = self.rows();
         let metrics = ConsumerMetrics::new(M::DEF.events_table, &key);
-        let mut reader = Reader::open(self.store.clone(), self.options.clone(), Start::Beginning).await?;
-        let mut run = Run { leased_at: None, loaded: false, handled: 0, until: None, progress: Progress::hidden() };
-        let result: Result<(), Error> = async {
-            loop {
-                if (&mut shutdown).now_or_never().is_some() {
-                    return Ok(());
-                }
-                if !self.keep_lease(&rows, &mut run).await? {
-                    tokio::select! {
-                        () = &mut shutdown => return Ok(()),
-                        () = tokio::time::sleep(self.lease_ttl / 3) => continue,
-                    }
-                }
-                if run.fresh() {
-                    if rebuild && run.until.is_none() {
-                        self.reset(&rows, handler, &mut reader, &mut run).await?;
-                    } else {
-                        reader.seek(rows.load().await?);
-                    }
-                    run.mark_loaded();
-                }
-                if run.until.is_some_and(|until| reader.cursor() >= until) {
-                    return Ok(());
-                }
-                let batch = reader.fetch().await?;
-                let Some(last) = batch.last().map(|e| (e.position, e.created_at)) else {
-                    metrics.lag_events.set(0.0);
-                    metrics.lag_seconds.set(0.0);
-                    tokio::select! {
-                        () = &mut shutdown => return Ok(()),
-                        () = reader.wait(self.lease_ttl / 3) => continue,
-                    }
-                };
-                let mut unsaved = None;
-                for envelope in batch {
-                    if run.until.is_some_and(|until| envelope.position > until) {
-                        break;
-                    }
-                    if !self.selects(&envelope) {
-                        unsaved = Some(envelope.position);
-                        continue;
-                    }
-                    match self.handle(&rows, handler, &envelope, &metrics, &mut run, shutdown.as_mut()).await? {
-                        Handled::Done => {
-                            unsaved = None;
-                            run.progress.inc();
-                        }
-                        Handled::Lost => {
-                            run.lost(&key);
-                            unsaved = None;
-                            break;
-                        }
-                        Handled::Stopped => break,
-                    }
-                    if (&mut shutdown).now_or_never().is_some() || !self.keep_lease(&rows, &mut run).await? {
-                        break;
-                    }
-                }
-                if let (Some(position), true) = (unsaved, run.leased_at.is_some()) {
-                    if !self.save(&rows, position).await? {
-                        run.lost(&key);
-                    }
-                }
-                let head = reader.head().await?;
-                metrics.lag_events.set((head.id() - last.0.id()).max(0) as f64);
-                metrics.lag_seconds.set((chrono::Utc::now() - last.1).num_milliseconds().max(0) as f64 / 1000.0);
+        let mut reader = None;
+        let mut run = Run::new(rebuild);
+        // Failed steps in a row: the backoff grows with them.
+        let mut failures = 0_u32;
+        let result = loop {
+            if stopping(&mut shutdown) {
+                break Ok(());
             }
-        }
-        .await;
+            match self.step(handler, &rows, &mut reader, &metrics, &mut run, shutdown.as_mut()).await {
+                Ok(Step::Again) => failures = 0,
+                Ok(Step::Done) => break Ok(()),
+                Err(error) if ends_run(&error) => break Err(error),
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    metrics.errors.increment(1);
+                    tracing::warn!(consumer = %key, %error, failures, "database error; retrying");
+                    run.interrupted();
+                    tokio::select! {
+                        () = &mut shutdown => break Ok(()),
+                        () = tokio::time::sleep(self.backoff.delay(failures)) => {}
+                    }
+                }
+            }
+        };
         run.progress.finish();
         if run.leased_at.is_some() {
-            let released = rows.release().await;
-            result?;
-            released?;
-        } else {
-            result?;
+            if let Err(error) = self.release(&rows).await {
+                // Not worth failing a clean stop for: another instance takes over when it expires.
+                tracing::warn!(consumer = %key, %error, "lease not given up; it will expire");
+            }
         }
-        Ok(run.handled)
+        result.map(|()| run.handled)
     }
 
-    /// Takes or renews the lease when due; `false` while another instance holds it.
+    /// One round: the lease, the cursor if the lease is new or an error
+    /// came between, a batch of events, then the lag.
+    async fn step<H: Handler<M, B>>(
+        &self,
+        handler: &mut H,
+        rows: &Rows<M, B>,
+        reader: &mut Option<Reader<M, B>>,
+        metrics: &ConsumerMetrics,
+        run: &mut Run,
+        mut shutdown: Pin<&mut futures::future::Fuse<impl Future<Output = ()> + Send>>,
+    ) -> Result<Step, Error> {
+        let reader = match reader {
+            Some(reader) => reader,
+            empty @ None => {
+                empty.insert(Reader::open(self.store.clone(), self.options.clone(), Start::Beginning).await?)
+            }
+        };
+        if !self.keep_lease(rows, run).await? {
+            tokio::select! {
+                () = &mut shutdown => return Ok(Step::Done),
+                () = tokio::time::sleep(self.lease_ttl / 3) => return Ok(Step::Again),
+            }
+        }
+        if run.fresh() {
+            if run.rebuild && run.until.is_none() {
+                self.reset(rows, handler, reader, run).await?;
+            } else {
+                self.tempt()?;
+                reader.seek(rows.load().await?);
+            }
+            run.mark_loaded();
+        }
+        if run.until.is_some_and(|until| reader.cursor() >= until) {
+            return Ok(Step::Done);
+        }
+        self.tempt()?;
+        let batch = reader.fetch().await?;
+        let Some(last) = batch.last().map(|e| (e.position, e.created_at)) else {
+            metrics.lag_events.set(0.0);
+            metrics.lag_seconds.set(0.0);
+            tokio::select! {
+                () = &mut shutdown => return Ok(Step::Done),
+                () = reader.wait(self.lease_ttl / 3) => return Ok(Step::Again),
+            }
+        };
+        let mut unsaved = None;
+        for envelope in batch {
+            if run.until.is_some_and(|until| envelope.position > until) {
+                break;
+            }
+            if !self.selects(&envelope) {
+                unsaved = Some(envelope.position);
+                continue;
+            }
+            match self.handle(rows, handler, &envelope, metrics, run, shutdown.as_mut()).await? {
+                Handled::Done => {
+                    unsaved = None;
+                    run.progress.inc();
+                }
+                Handled::Lost => {
+                    run.lost(&self.key());
+                    unsaved = None;
+                    break;
+                }
+                Handled::Stopped => break,
+            }
+            if stopping(&mut shutdown) || !self.keep_lease(rows, run).await? {
+                break;
+            }
+        }
+        if let (Some(position), true) = (unsaved, run.leased_at.is_some()) {
+            if !self.save(rows, position).await? {
+                run.lost(&self.key());
+            }
+        }
+        self.tempt()?;
+        let head = reader.end().await?;
+        metrics.lag_events.set((head.id() - last.0.id()).max(0) as f64);
+        metrics.lag_seconds.set((chrono::Utc::now() - last.1).num_milliseconds().max(0) as f64 / 1000.0);
+        Ok(Step::Again)
+    }
+
+    /// Takes or renews the lease when due, or when an error left it in
+    /// doubt; `false` while another instance holds it.
     async fn keep_lease(&self, rows: &Rows<M, B>, run: &mut Run) -> Result<bool, Error> {
-        if run.leased_at.is_some_and(|at| at.elapsed() < self.lease_ttl / 3) {
+        if !run.recheck && run.leased_at.is_some_and(|at| at.elapsed() < self.lease_ttl / 3) {
             return Ok(true);
         }
-        if rows.lease(self.lease_ttl).await? {
+        self.tempt()?;
+        // The lease runs from before the request, which may have been slow.
+        let asked = Instant::now();
+        let held = rows.lease(self.lease_ttl).await?;
+        run.recheck = false;
+        if held {
             if run.leased_at.is_none() {
                 tracing::info!(consumer = %self.key(), owner = %self.owner, "lease taken");
                 run.loaded = false;
             }
-            run.leased_at = Some(Instant::now());
+            run.leased_at = Some(asked);
             Ok(true)
         } else {
             if run.leased_at.is_some() {
@@ -456,6 +515,12 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
             }
             Ok(false)
         }
+    }
+
+    /// Gives the lease up, if this instance still holds it.
+    async fn release(&self, rows: &Rows<M, B>) -> Result<(), Error> {
+        self.tempt()?;
+        rows.release().await
     }
 
     /// The start of a rebuild: the handler's reset and the cursor's, in one
@@ -467,6 +532,7 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
         reader: &mut Reader<M, B>,
         run: &mut Run,
     ) -> Result<(), Error> {
+        self.tempt()?;
         rows.load().await?;
         let mut tx = self.store.begin().await?;
         if let Err(error) = handler.reset(&mut tx).await {
@@ -477,9 +543,14 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
         rows.reset(&mut tx).await?;
         tx.commit().await.map_err(|e| self.store.failure(e, None))?;
         reader.seek(Position::START);
-        let until = reader.head().await?;
+        self.tempt()?;
+        let until = reader.end().await?;
+        self.tempt()?;
+        let total = reader.count_after(Position::START).await?;
+        // Only now is the reset done: an error before this resets again,
+        // which is harmless as nothing was handled since.
         run.until = Some(until);
-        run.progress = Progress::new(reader.count_after(Position::START).await?);
+        run.progress = Progress::new(total);
         Ok(())
     }
 
@@ -511,10 +582,12 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
                     return Ok(Handled::Done);
                 }
                 Ok(false) => return Ok(Handled::Lost),
-                Err(Failed::Other(error @ Error::MissingTable { .. })) => return Err(error),
+                Err(Failed::Other(error)) if ends_run(&error) => return Err(error),
                 Err(Failed::Other(error)) => {
                     metrics.errors.increment(1);
                     tracing::warn!(parent: &span, %error, "handling failed; retrying");
+                    // The database may have been away longer than the lease.
+                    run.recheck = true;
                 }
                 Err(Failed::Handler(error)) => {
                     metrics.errors.increment(1);
@@ -572,6 +645,7 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
         error: &HandlerError,
         attempts: u32,
     ) -> Result<bool, Error> {
+        self.tempt()?;
         let payload = envelope.event.encode().map_or(serde_json::Value::Null, |encoded| encoded.payload);
         let metadata = serde_json::to_value(&envelope.metadata).unwrap_or(serde_json::Value::Null);
         let letter = DeadLetter {
@@ -595,6 +669,7 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
 
     /// Moves the cursor past events this consumer does not handle.
     async fn save(&self, rows: &Rows<M, B>, position: Position) -> Result<bool, Error> {
+        self.tempt()?;
         let mut tx = self.store.begin().await?;
         if rows.advance(&mut tx, position).await? {
             tx.commit().await.map_err(|e| self.store.failure(e, None))?;
@@ -604,13 +679,75 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
             Ok(false)
         }
     }
+
+    /// A fault injected on purpose before a trip to the database, as when
+    /// it restarts or a connection drops ([`FaultPoint::BeforeConsumerQuery`]).
+    fn tempt(&self) -> Result<(), Error> {
+        self.store.strike(FaultPoint::BeforeConsumerQuery).map_or(Ok(()), Err)
+    }
+}
+
+/// Whether an error ends a consumer's run, rather than being retried.
+///
+/// Retrying helps when the database is away or busy for a while: a restart,
+/// a dropped or killed connection, no connection free in time, a deadlock,
+/// an injected fault; what the database refuses is retried too, as a
+/// migration or a grant may fix it while the consumer waits. Retrying
+/// cannot help when the stored data and the declaration disagree (an event
+/// or row that no longer decodes, a value that cannot be stored), the
+/// shared tables are missing, the handler's reset failed, the application
+/// closed the pool, or the error is one no consumer meets (a caller's
+/// mistake): the run ends with it, to be fixed.
+fn ends_run(error: &Error) -> bool {
+    match error {
+        // The consumer never takes the head; were it to, waiting more may settle it.
+        Error::InjectedFault { .. } | Error::HeadNotSettled { .. } => false,
+        Error::Database(error) => !matches!(
+            error,
+            sqlx::Error::Database(_)
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::BeginFailed
+        ),
+        Error::MissingTable { .. }
+        | Error::Decode { .. }
+        | Error::CorruptRow { .. }
+        | Error::Encode { .. }
+        | Error::Unrepresentable { .. }
+        | Error::Handler { .. }
+        | Error::InvalidUrl { .. }
+        | Error::NotFound { .. }
+        | Error::Conflict { .. }
+        | Error::InvalidTransition { .. }
+        | Error::NotInitial { .. }
+        | Error::IdRequired { .. }
+        | Error::IdGenerated { .. }
+        | Error::Duplicate { .. } => true,
+    }
+}
+
+/// What the consumer does after a step.
+enum Step {
+    /// Goes on: the next batch, or another look at the lease.
+    Again,
+    /// Stops: shutdown was asked for, or a rebuild reached its end.
+    Done,
 }
 
 /// A consumer's state while it runs.
 struct Run {
+    /// Whether this run is a rebuild.
+    rebuild: bool,
     /// When the lease was last taken or renewed; `None` while not held.
     leased_at: Option<Instant>,
-    /// Whether the reader was put at the saved cursor since the lease was taken.
+    /// Whether the lease must be asked for again before the next event,
+    /// however recently it was renewed.
+    recheck: bool,
+    /// Whether the reader was put at the saved cursor since the lease was
+    /// taken and since the last error.
     loaded: bool,
     handled: u64,
     /// A rebuild's target: the log's end when it started.
@@ -619,7 +756,19 @@ struct Run {
 }
 
 impl Run {
-    /// The lease was just taken: the cursor must be read again.
+    fn new(rebuild: bool) -> Self {
+        Self {
+            rebuild,
+            leased_at: None,
+            recheck: false,
+            loaded: false,
+            handled: 0,
+            until: None,
+            progress: Progress::hidden(),
+        }
+    }
+
+    /// The lease was just taken, or an error came between: the cursor must be read again.
     fn fresh(&self) -> bool {
         !self.loaded
     }
@@ -633,6 +782,21 @@ impl Run {
         self.leased_at = None;
         self.loaded = false;
     }
+
+    /// An error cut the run short: while the database was away, the lease
+    /// may have expired and another instance moved the cursor, and the
+    /// reader may be past events not handled. Both are read again.
+    fn interrupted(&mut self) {
+        self.recheck = true;
+        self.loaded = false;
+    }
+}
+
+/// Whether shutdown was asked for. A fused future that has completed stays
+/// pending when polled again, so once one check (or a `select!`) has seen
+/// it complete, only the fuse still knows.
+fn stopping<F: Future<Output = ()>>(shutdown: &mut Pin<&mut futures::future::Fuse<F>>) -> bool {
+    shutdown.is_terminated() || shutdown.as_mut().now_or_never().is_some()
 }
 
 /// The shard of a record: FNV-1a of its id's text, stable across processes and versions.

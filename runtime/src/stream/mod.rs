@@ -1,8 +1,9 @@
 //! Event streams and consumers (Luno's reflex, gap-safe on every backend).
 //!
 //! - [`Store::stream`] gives a typed [`futures::Stream`] of [`Envelope`]s
-//!   from any [`Start`]: batched catch-up, then the live tail. It holds one
-//!   batch in memory whatever the backlog, and never skips an event whose
+//!   from any [`Start`]: batched catch-up, then the live tail. It holds at
+//!   most two batches in memory whatever the backlog (the one handed out,
+//!   and the next, read ahead while the first is consumed), never skips an event whose
 //!   transaction commits late nor shows one that rolled back (ADR 0002:
 //!   single writer on SQLite, transaction fencing on PostgreSQL, locking
 //!   probes of holes on MySQL).
@@ -71,7 +72,8 @@ impl Default for StreamOptions {
 }
 
 impl StreamOptions {
-    /// Reads up to `n` events at a time (at least 1): the most a stream holds in memory.
+    /// Reads up to `n` events at a time (at least 1). A stream holds at most
+    /// two batches in memory: after a full batch, it reads the next ahead.
     #[must_use]
     pub fn batch_size(mut self, n: u32) -> Self {
         self.batch_size = n.max(1);
@@ -178,12 +180,22 @@ struct Tail<M: Machine, B: Backend> {
 }
 
 impl<M: Machine, B: Backend> Store<M, B> {
-    /// The position of the last event a stream can read now
-    /// ([`Position::START`] for an empty log): start a stream
-    /// [`After`](Start::After) it to see only what is written from now on.
+    /// A position after which a stream misses nothing committed from the
+    /// moment this returns ([`Position::START`] for an empty log): start a
+    /// stream [`After`](Start::After) it to see only what is written from
+    /// now on.
+    ///
+    /// It may come before events already committed (they are delivered
+    /// too), never after one still to commit: on PostgreSQL it is the last
+    /// event below the fence of running transactions; on MySQL it is the
+    /// last event, returned once every transaction that had written rows
+    /// when called has ended (read from `information_schema.innodb_trx`,
+    /// which needs the `PROCESS` privilege). On MySQL, do not call it while
+    /// holding a write transaction: it would wait for it.
     ///
     /// # Errors
-    /// [`Error::Database`]; [`Error::MissingTable`] without the events table.
+    /// [`Error::Database`]; [`Error::MissingTable`] without the events table;
+    /// on MySQL, [`Error::HeadNotSettled`] when writers keep running for 30 s.
     pub async fn head(&self) -> Result<Position, Error> {
         Reader::open(self.clone(), StreamOptions::default(), Start::Head).await.map(|reader| reader.cursor())
     }

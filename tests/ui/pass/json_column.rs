@@ -39,6 +39,6 @@ fn main() {
     let encoded = event.encode().unwrap();
     assert_eq!(encoded.columns[0].1, Value::Json(serde_json::json!([{ "sku": "tea", "quantity": 2 }])));
     assert_eq!(encoded.columns[2].1, Value::Null);
-    let back = Basket::decode(BasketStatus::Filled, encoded.payload).unwrap();
+    let back = Basket::decode(BasketStatus::Filled, &encoded.payload.to_string()).unwrap();
     assert_eq!(back, Basket::from(event));
 }
