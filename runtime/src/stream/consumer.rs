@@ -200,8 +200,11 @@ impl<M: Machine, B: Backend> fmt::Debug for Consumer<M, B> {
 enum Handled {
     /// Handled (or dead-lettered), and the cursor saved past it.
     Done,
-    /// Another instance moved the cursor or holds the lease.
+    /// Another instance holds the lease.
     Lost,
+    /// The cursor is already past the event: another instance handled it,
+    /// or an earlier attempt committed although its answer was lost.
+    Behind,
     /// Shutdown was asked for between attempts.
     Stopped,
 }
@@ -473,6 +476,12 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
                     unsaved = None;
                     break;
                 }
+                Handled::Behind => {
+                    tracing::debug!(consumer = %self.key(), position = %envelope.position, "cursor already past; reading it again");
+                    run.interrupted();
+                    unsaved = None;
+                    break;
+                }
                 Handled::Stopped => break,
             }
             if stopping(&mut shutdown) || !self.keep_lease(rows, run).await? {
@@ -581,7 +590,7 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
                     run.handled += 1;
                     return Ok(Handled::Done);
                 }
-                Ok(false) => return Ok(Handled::Lost),
+                Ok(false) => return Ok(Handled::Behind),
                 Err(Failed::Other(error)) if ends_run(&error) => return Err(error),
                 Err(Failed::Other(error)) => {
                     metrics.errors.increment(1);
@@ -596,7 +605,7 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
                         tracing::error!(parent: &span, %error, attempts = handler_failures, "handler gave up; dead letter");
                         let buried = self.bury(rows, envelope, &error, handler_failures).await?;
                         metrics.dead_letters.increment(u64::from(buried));
-                        return Ok(if buried { Handled::Done } else { Handled::Lost });
+                        return Ok(if buried { Handled::Done } else { Handled::Behind });
                     }
                     tracing::warn!(parent: &span, %error, attempts = handler_failures, "handler failed; retrying");
                 }

@@ -10,7 +10,8 @@ pub(crate) struct StreamSql {
     pub(crate) types: Vec<LogicalType>,
     /// The next batch. Binds: `[tx], id, limit`.
     pub(crate) read: String,
-    /// PostgreSQL: whether committed events wait behind the fence. Binds: `tx, id`.
+    /// PostgreSQL: whether committed events follow a position, behind the
+    /// fence or not (a read that found none then looks again soon). Binds: `tx, id`.
     pub(crate) fenced: String,
     /// MySQL: a locking read of the ids in a hole. Binds: first id, end id (excluded).
     pub(crate) probe: String,
@@ -46,10 +47,11 @@ impl StreamSql {
                     after(&mut p),
                     p.next()
                 );
-                let fenced = format!(
-                    "SELECT EXISTS (SELECT 1 FROM {events} WHERE {} AND {tx} >= {horizon})",
-                    after(&mut Params::<B>::new())
-                );
+                // Not only those behind the fence: the transaction holding
+                // it may end between the read and this look, and then an
+                // event the read could not return is in front of it, with
+                // no commit to wake the reader.
+                let fenced = format!("SELECT EXISTS (SELECT 1 FROM {events} WHERE {})", after(&mut Params::<B>::new()));
                 Self {
                     types,
                     read,
