@@ -185,16 +185,21 @@ pub enum Error {
     /// server's transaction list kept being read by others too often to
     /// refresh). Nothing was read; try again later.
     #[error(
-        "{machine}: the stream's head is not settled after {waited:?}: {running} transaction(s) that wrote rows are still running; \
-         do not take the head while holding a write transaction, and look for long transactions on the server"
+        "{machine}: the stream's head is not settled after {waited:?}: {}; \
+         do not take the head while holding a write transaction, and look for long transactions on the server",
+        running.map_or_else(
+            || "InnoDB's list of transactions was never read fresh (it is read too often)".to_owned(),
+            |n| format!("{n} transaction(s) that wrote rows are still running")
+        )
     )]
     HeadNotSettled {
         /// The machine.
         machine: &'static str,
         /// How long it waited.
         waited: std::time::Duration,
-        /// How many writing transactions were still running.
-        running: usize,
+        /// How many writing transactions were still running; `None` when
+        /// no fresh copy of the list could be read.
+        running: Option<usize>,
     },
 
     /// Any other database error.

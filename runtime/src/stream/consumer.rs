@@ -390,6 +390,8 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
                 Ok(Step::Again) => failures = 0,
                 Ok(Step::Done) => break Ok(()),
                 Err(error) if ends_run(&error) => break Err(error),
+                // Shutdown seen inside the failed step: no backoff before stopping.
+                Err(_) if stopping(&mut shutdown) => break Ok(()),
                 Err(error) => {
                     failures = failures.saturating_add(1);
                     metrics.errors.increment(1);

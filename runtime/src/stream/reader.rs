@@ -155,15 +155,19 @@ impl<M: Machine, B: Backend> Reader<M, B> {
                 }
             }
             if started.elapsed() >= SETTLE_LIMIT {
-                let running = waiting.map_or(0, |waiting| waiting.len());
+                let running = waiting.map(|waiting| waiting.len());
                 return Err(Error::HeadNotSettled { machine: M::DEF.name, waited: started.elapsed(), running });
             }
-            // InnoDB rebuilds `innodb_trx` only when it was not read for 100 ms.
-            tokio::time::sleep(self.options.gap_retry.max(Duration::from_millis(150))).await;
+            // InnoDB rebuilds `innodb_trx` only when it was not read for
+            // 100 ms: a random pause keeps two readers from taking turns
+            // at keeping it old for each other.
+            let pause = rand::random::<u64>() % 150;
+            tokio::time::sleep(self.options.gap_retry.max(Duration::from_millis(150 + pause))).await;
         }
     }
 
-    /// MySQL: the transactions that have written rows, but the caller's;
+    /// MySQL: the transactions that have written rows (or wait for a lock,
+    /// maybe to write their first), but the caller's;
     /// `None` when InnoDB served a copy of `innodb_trx` made before this
     /// call (it keeps one while the table is read more often than every
     /// 100 ms). The copy proves itself fresh by showing this very
@@ -174,7 +178,7 @@ impl<M: Machine, B: Backend> Reader<M, B> {
         let marker = format!("statefold settle {}", MARKS.fetch_add(1, Ordering::Relaxed));
         // The marker is a number of ours, not a value from outside.
         let sql = format!(
-            "SELECT CAST(trx_id AS CHAR), trx_rows_modified > 0, \
+            "SELECT CAST(trx_id AS CHAR), trx_rows_modified > 0 OR trx_state = 'LOCK WAIT', \
              CASE WHEN trx_mysql_thread_id = CONNECTION_ID() THEN trx_query END, '{marker}' \
              FROM information_schema.innodb_trx"
         );
