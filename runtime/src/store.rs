@@ -403,14 +403,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
     /// [`Error::Conflict`] when the record changed since it was read (nothing
     /// is written); [`Error::NotFound`] when it no longer exists.
     pub async fn apply<E: Event<Machine = M>>(&self, transition: Transition<M, E>) -> Result<Record<M, E>, Error> {
-        let write = self.transition_write(
-            &transition.id,
-            transition.from,
-            transition.version,
-            E::STATUS,
-            transition.event.encode(),
-            &transition.metadata,
-        )?;
+        let write = self.typed_write(&transition)?;
         match self.write(&write).await? {
             Some(written) => self.transitioned(written).map(Record::__from_row),
             None => Err(self.refusal(&transition.id, transition.from, transition.version).await),
@@ -524,14 +517,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
         tx: &mut Tx<'_, B>,
         transition: Transition<M, E>,
     ) -> Result<Record<M, E>, Error> {
-        let write = self.transition_write(
-            &transition.id,
-            transition.from,
-            transition.version,
-            E::STATUS,
-            transition.event.encode(),
-            &transition.metadata,
-        )?;
+        let write = self.typed_write(&transition)?;
         match self.write_in(tx, &write).await? {
             Some(written) => self.transitioned(written).map(Record::__from_row),
             None => Err(self.refusal_on(tx, &transition.id, transition.from, transition.version).await),
@@ -775,6 +761,20 @@ impl<M: Machine, B: Backend> Store<M, B> {
         }
         let encoded = encoded.map_err(|source| Error::Encode { machine: def.name, source })?;
         self.build_write(status, id.map(Column::to_value), None, 0, encoded, metadata)
+    }
+
+    /// The write of a typed transition (its edge was checked at compile time,
+    /// and is checked again with the others).
+    fn typed_write<E: Event<Machine = M>>(&self, transition: &Transition<M, E>) -> Result<Write, Error> {
+        let encoded = transition.event.encode();
+        self.transition_write(
+            &transition.id,
+            transition.from,
+            transition.version,
+            E::STATUS,
+            encoded,
+            &transition.metadata,
+        )
     }
 
     /// The write moving record `id` from `from` at `version` into `to`,

@@ -439,6 +439,38 @@ fn read_row<B: Codec>(row: &<B::Db as Database>::Row, types: &[LogicalType]) -> 
     types.iter().enumerate().map(|(i, &ty)| B::read(row, i, ty)).collect()
 }
 
+/// The [`Backend`] methods that run queries, the same for every backend:
+/// each delegates to the generic helpers below, written once against [`Codec`].
+macro_rules! query_methods {
+    () => {
+        fn fetch_all<'a>(
+            conn: &'a mut Conn<Self>,
+            sql: &'a str,
+            binds: &'a [Bind<'a>],
+            types: &'a [LogicalType],
+        ) -> impl std::future::Future<Output = Result<Vec<Vec<Value>>, sqlx::Error>> + Send + 'a {
+            super::fetch_all::<Self>(conn, sql, binds, types)
+        }
+
+        fn fetch_rows<'a>(
+            conn: &'a mut Conn<Self>,
+            sql: &'a str,
+            binds: &'a [Bind<'a>],
+        ) -> impl std::future::Future<Output = Result<Vec<super::DbRow<Self>>, sqlx::Error>> + Send + 'a {
+            super::fetch_rows::<Self>(conn, sql, binds)
+        }
+
+        fn read_rows(rows: &[super::DbRow<Self>], types: &[LogicalType]) -> Result<Vec<Vec<Value>>, sqlx::Error> {
+            super::read_rows::<Self>(rows, types)
+        }
+
+        async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), sqlx::Error> {
+            super::execute::<Self>(conn, sql, &[]).await.map(drop)
+        }
+    };
+}
+pub(crate) use query_methods;
+
 /// Runs a query and reads every row.
 pub(crate) async fn fetch_all<B: Codec>(
     conn: &mut Conn<B>,
@@ -450,8 +482,7 @@ where
     for<'c> &'c mut Conn<B>: Executor<'c, Database = B::Db>,
     for<'q> <B::Db as Database>::Arguments<'q>: IntoArguments<'q, B::Db>,
 {
-    let rows = sqlx::query_with(sql, arguments::<B>(binds)?).fetch_all(&mut *conn).await?;
-    rows.iter().map(|row| read_row::<B>(row, types)).collect()
+    read_rows::<B>(&fetch_rows::<B>(conn, sql, binds).await?, types)
 }
 
 /// Runs a query and keeps its rows unread.

@@ -160,30 +160,7 @@ impl Backend for Postgres {
         }
     }
 
-    fn fetch_all<'a>(
-        conn: &'a mut Conn<Self>,
-        sql: &'a str,
-        binds: &'a [Bind<'a>],
-        types: &'a [LogicalType],
-    ) -> impl std::future::Future<Output = Result<Vec<Vec<Value>>, sqlx::Error>> + Send + 'a {
-        super::fetch_all::<Self>(conn, sql, binds, types)
-    }
-
-    fn fetch_rows<'a>(
-        conn: &'a mut Conn<Self>,
-        sql: &'a str,
-        binds: &'a [Bind<'a>],
-    ) -> impl std::future::Future<Output = Result<Vec<super::DbRow<Self>>, sqlx::Error>> + Send + 'a {
-        super::fetch_rows::<Self>(conn, sql, binds)
-    }
-
-    fn read_rows(rows: &[super::DbRow<Self>], types: &[LogicalType]) -> Result<Vec<Vec<Value>>, sqlx::Error> {
-        super::read_rows::<Self>(rows, types)
-    }
-
-    async fn execute(conn: &mut Conn<Self>, sql: &str) -> Result<(), sqlx::Error> {
-        super::execute::<Self>(conn, sql, &[]).await.map(drop)
-    }
+    super::query_methods!();
 
     async fn write(conn: &mut Conn<Self>, plan: &PostgresPlan, write: &Write) -> Result<Option<Written>, sqlx::Error> {
         if write.from.is_none() {
