@@ -126,7 +126,7 @@ pub enum Error {
         /// The machine's name.
         machine: &'static str,
         /// The event's position.
-        position: i64,
+        position: crate::stream::Position,
         /// The record's id.
         id: String,
         /// serde's message.
@@ -200,6 +200,33 @@ pub enum Error {
         /// How many writing transactions were still running; `None` when
         /// no fresh copy of the list could be read.
         running: Option<usize>,
+    },
+
+    /// The database user lacks a privilege that an operation needs.
+    #[error(
+        "{backend}: {what} needs the `{privilege}` privilege, which this database user lacks: grant it \
+         (`GRANT {privilege} ON *.* TO ..`), or start streams after a saved position or at the \
+         beginning (`Start::After(..)`, `Start::Beginning`) instead of at the head"
+    )]
+    PrivilegeRequired {
+        /// The backend's name.
+        backend: &'static str,
+        /// The privilege.
+        privilege: &'static str,
+        /// What needs it.
+        what: &'static str,
+    },
+
+    /// A stream was asked to start after a position that is not one of
+    /// this backend's logs (see [`Position`](crate::Position)).
+    #[error("{machine}: cannot start a {backend} stream after this position: {reason}")]
+    InvalidPosition {
+        /// The machine.
+        machine: &'static str,
+        /// The backend's name.
+        backend: &'static str,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// Any other database error.

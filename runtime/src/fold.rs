@@ -1,10 +1,11 @@
 //! Event sourcing on the stored data: a record rebuilt from its events (the
 //! fold), and the audit comparing every row with the fold of its events.
 
-use crate::machine::{Machine, Row, RowHeader, Status};
+use crate::envelope::Envelope;
+use crate::machine::{Machine, Status};
 use crate::schema::MachineDef;
-use crate::store::StoredEvent;
-use crate::value::Value;
+use crate::stream::Position;
+use crate::value::{Column, Value};
 use chrono::{DateTime, SubsecRound, Utc};
 use std::fmt;
 
@@ -45,24 +46,40 @@ impl Fold {
     }
 }
 
-/// The row a record had after `events` (in version order), or `None` without events.
+/// The one checked fold, used by [`Store::as_of`](crate::Store::as_of) and
+/// the audit alike: the values of the row a record had after `events` (in
+/// version order; header first, then every column), or `None` without
+/// events.
 ///
 /// # Errors
-/// serde's or the row's message when the events do not make a row.
-pub(crate) fn fold<M: Machine>(events: &[StoredEvent<M>]) -> Result<Option<M::Row>, String> {
+/// [`Problem::History`] when the events do not form a history: versions
+/// that do not follow each other from 1, an event that leaves another state
+/// than the previous one entered, or one that cannot be encoded again.
+pub(crate) fn fold<M: Machine>(events: &[Envelope<M>]) -> Result<Option<Vec<Value>>, Problem> {
     let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(None) };
     let mut fold = Fold::new(M::DEF);
-    for stored in events {
-        fold.apply(&stored.event).map_err(|e| e.to_string())?;
+    let mut previous: Option<M::Status> = None;
+    for (event, expected) in events.iter().zip(1_i64..) {
+        let broken = |reason: String| Problem::History { position: event.position, reason };
+        if event.version != expected {
+            return Err(broken(format!("version {} where {expected} was expected", event.version)));
+        }
+        if event.from != previous {
+            let name = |s: Option<M::Status>| s.map_or("nothing", |s| s.name());
+            return Err(broken(format!("it leaves {} but the record was in {}", name(event.from), name(previous))));
+        }
+        fold.apply(&event.event).map_err(|e| broken(format!("payload does not encode: {e}")))?;
+        previous = Some(event.to);
     }
-    let header = RowHeader {
-        id: first.record_id.clone(),
-        status: last.to,
-        version: last.version,
-        created_at: first.created_at,
-        updated_at: last.created_at,
-    };
-    M::Row::from_parts(header, fold.into_columns()).map(Some).map_err(|e| e.to_string())
+    let mut values = vec![
+        first.record_id.to_value(),
+        Value::Text(last.to.db_name().to_owned()),
+        Value::I64(last.version),
+        Value::Timestamp(first.created_at),
+        Value::Timestamp(last.created_at),
+    ];
+    values.extend(fold.into_columns());
+    Ok(Some(values))
 }
 
 /// The result of [`Store::audit`](crate::Store::audit): every record's row
@@ -160,7 +177,7 @@ pub enum Problem {
     /// decodes), so they cannot be folded.
     History {
         /// The first offending event's position.
-        position: i64,
+        position: Position,
         /// What is wrong with it.
         reason: String,
     },
@@ -217,81 +234,28 @@ fn same(a: &Value, b: &Value) -> bool {
 }
 
 /// One record in an audit page: its row (as read, header first) and its
-/// events (as read, in version order).
+/// events (decoded, in version order; or why they could not be).
 pub(crate) fn audit_record<M: Machine>(
     report: &mut AuditReport,
     record: String,
     row: Option<&[Value]>,
-    events: &[Vec<Value>],
+    events: Result<Vec<Envelope<M>>, Problem>,
+    count: usize,
 ) {
     report.records += 1;
-    report.events += events.len() as u64;
+    report.events += count as u64;
     let mut problems = Vec::new();
-    match (row, events.is_empty()) {
-        (None, _) => problems.push(Problem::MissingRow { events: events.len() as u64 }),
-        (Some(_), true) => problems.push(Problem::MissingEvents),
-        (Some(row), false) => match fold_values::<M>(events) {
-            Ok(folded) => compare::<M>(row, &folded, &mut problems),
+    match (row, events) {
+        (None, _) => problems.push(Problem::MissingRow { events: count as u64 }),
+        (Some(_), Ok(events)) if events.is_empty() => problems.push(Problem::MissingEvents),
+        (Some(row), Ok(events)) => match fold::<M>(&events) {
+            Ok(Some(folded)) => compare::<M>(row, &folded, &mut problems),
+            Ok(None) => problems.push(Problem::MissingEvents),
             Err(problem) => problems.push(problem),
         },
+        (Some(_), Err(problem)) => problems.push(problem),
     }
     report.mismatches.extend(problems.into_iter().map(|problem| Mismatch { record: record.clone(), problem }));
-}
-
-/// Folds raw events (in [`EVENT_COLUMNS`](crate::backend::render::EVENT_COLUMNS)
-/// order) into a row's values (header first), checking that they form a history.
-fn fold_values<M: Machine>(events: &[Vec<Value>]) -> Result<Vec<Value>, Problem> {
-    let mut fold = Fold::new(M::DEF);
-    let mut previous: Option<M::Status> = None;
-    let mut times = (None, None);
-    for (i, event) in events.iter().enumerate() {
-        let [Value::I64(position), _, kind, from, _, Value::I64(version), payload, _, Value::Timestamp(at)] =
-            event.as_slice()
-        else {
-            return Err(Problem::History { position: 0, reason: "the event row has unexpected column types".into() });
-        };
-        let broken = |reason: String| Problem::History { position: *position, reason };
-        let expected = i64::try_from(i).unwrap_or(i64::MAX) + 1;
-        if *version != expected {
-            return Err(broken(format!("version {version} where {expected} was expected")));
-        }
-        let status = match kind {
-            Value::Text(kind) => {
-                M::Status::from_db_name(kind).ok_or_else(|| broken(format!("`{kind}` is not a state")))?
-            }
-            _ => return Err(broken("no kind".into())),
-        };
-        let from = match from {
-            Value::Text(from) => {
-                Some(M::Status::from_db_name(from).ok_or_else(|| broken(format!("`{from}` is not a state")))?)
-            }
-            _ => None,
-        };
-        if from != previous {
-            let name = |s: Option<M::Status>| s.map_or("nothing", |s| s.name());
-            return Err(broken(format!("it leaves {} but the record was in {}", name(from), name(previous))));
-        }
-        let payload = match payload {
-            Value::Text(json) => json.as_str(),
-            _ => "null",
-        };
-        let decoded = M::decode(status, payload).map_err(|e| broken(format!("payload does not decode: {e}")))?;
-        fold.apply(&decoded).map_err(|e| broken(format!("payload does not encode: {e}")))?;
-        previous = Some(status);
-        times = (times.0.or(Some(*at)), Some(*at));
-    }
-    let (Some(status), (Some(created_at), Some(updated_at))) = (previous, times) else {
-        return Err(Problem::MissingEvents);
-    };
-    let mut values = vec![
-        events[0][1].clone(),
-        Value::Text(status.db_name().to_owned()),
-        Value::I64(i64::try_from(events.len()).unwrap_or(i64::MAX)),
-        Value::Timestamp(created_at),
-        Value::Timestamp(updated_at),
-    ];
-    values.extend(fold.into_columns());
-    Ok(values)
 }
 
 fn compare<M: Machine>(row: &[Value], folded: &[Value], problems: &mut Vec<Problem>) {

@@ -5,6 +5,8 @@ mod backend;
 #[cfg(all(feature = "cli", any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 pub mod cli;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+mod envelope;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod error;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod fate;
@@ -21,7 +23,7 @@ pub mod stream;
 mod value;
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub use backend::Backend;
+pub use backend::{Backend, Blocker};
 #[cfg(feature = "mysql")]
 pub use backend::MySql;
 #[cfg(feature = "postgres")]
@@ -29,16 +31,18 @@ pub use backend::Postgres;
 #[cfg(feature = "sqlite")]
 pub use backend::Sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use envelope::Envelope;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use error::Error;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use fate::{Fate, FaultPoint};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use fold::{AuditReport, Mismatch, Problem};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub use store::{NewRecord, Page, Store, StoredEvent, Tx};
+pub use store::{NewRecord, Page, Store, Tx};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use stream::{
-    Backoff, Consumer, Envelope, EventStream, Handler, HandlerError, InvalidPosition, Position, Start, StreamOptions,
+    Backoff, Consumer, EventStream, Handler, HandlerError, InvalidPosition, Position, Projection, Start, StreamOptions,
 };
 
 pub use machine::{

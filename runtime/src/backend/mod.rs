@@ -2,11 +2,14 @@
 //!
 //! A [`Backend`] is a unit struct ([`Sqlite`], [`Postgres`], [`MySql`]) with
 //! an associated sqlx [`Database`](sqlx::Database). Everything that differs
-//! between databases lives behind it: identifier quoting, column types, the
-//! DDL of a machine's tables, how values are bound and read, and how a write
-//! is sent (one statement on PostgreSQL, a few inside one transaction
-//! elsewhere). The [`Store`](crate::Store) is written once against the trait.
+//! between databases lives behind it, one folder per database: identifier
+//! quoting, column types, the DDL of a machine's tables, how values are bound
+//! and read, how a write is sent (one statement on PostgreSQL, a few inside
+//! one transaction elsewhere), how its log is read without skipping late
+//! commits ([`log`]), its clock, its notifications and its error codes. The
+//! [`Store`](crate::Store) and the streams are written once against the trait.
 
+pub(crate) mod log;
 pub(crate) mod render;
 
 #[cfg(feature = "mysql")]
@@ -15,6 +18,8 @@ mod mysql;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+
+pub use log::Blocker;
 
 #[cfg(feature = "mysql")]
 pub use mysql::MySql;
@@ -245,7 +250,13 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
 
     /// How stream readers avoid skipping events that commit late (ADR 0002).
     #[doc(hidden)]
-    const GAP_SAFETY: GapSafety;
+    type Log: log::Log<Self>;
+
+    /// An SQL expression for the database's clock, in milliseconds since
+    /// the Unix epoch: leases expire by it, so that instances whose clocks
+    /// disagree still agree on who holds a lease.
+    #[doc(hidden)]
+    const NOW_MILLIS: &'static str;
 
     /// Runs a statement with binds, returning the number of rows it changed.
     #[doc(hidden)]
@@ -260,13 +271,14 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     #[doc(hidden)]
     fn insert_if_absent(table: &str, columns: &[&str], values: &[String], key: &str) -> String;
 
-    /// The statement that wakes other processes' readers after a commit:
-    /// binds the channel. `None` where the database has no notifications.
+    /// Whether writes can wake other processes' readers (PostgreSQL
+    /// `NOTIFY`, sent by the write's own statement and delivered at commit).
     #[doc(hidden)]
-    const NOTIFY_SQL: Option<&'static str> = None;
+    const NOTIFIES: bool = false;
 
-    /// Listens on `channel` on a connection of its own: each item is one
-    /// wake-up. `None` where the database has no notifications.
+    /// Listens on `channel`, on the one listening connection this process
+    /// keeps per pool: each item is one wake-up. `None` where the database
+    /// has no notifications.
     #[doc(hidden)]
     fn listen(
         pool: &Pool<Self::Db>,
@@ -280,20 +292,6 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
 /// Wake-ups from another process, as [`Backend::listen`] yields them.
 #[doc(hidden)]
 pub(crate) type WakeUps = futures::stream::BoxStream<'static, ()>;
-
-/// How a backend keeps stream readers from skipping late commits (ADR 0002).
-#[doc(hidden)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GapSafety {
-    /// Write transactions are serialised (`BEGIN IMMEDIATE`): id order is commit order.
-    SingleWriter,
-    /// Each event records its transaction id (`tx xid8`); readers take only
-    /// transactions older than every running one, ordered by `(tx, id)`.
-    XidFence,
-    /// Readers hand out ids without holes, and resolve a hole with a locking
-    /// read, which waits for the transaction inserting it.
-    LockProbe,
-}
 
 mod sealed {
     pub trait Sealed {}
@@ -335,6 +333,8 @@ pub struct Write {
     pub payload: Value,
     /// The event's JSON metadata.
     pub metadata: Value,
+    /// The channel to notify at commit, when the store wakes other processes.
+    pub notify: Option<Value>,
 }
 
 impl Write {
@@ -409,6 +409,8 @@ pub enum Failure {
     Unrepresentable,
     /// A lock wait timed out (a reader waited on a slow writer).
     LockTimeout,
+    /// The user lacks a privilege the statement needs.
+    AccessDenied,
     /// Anything else.
     Other,
 }
@@ -537,6 +539,18 @@ fn position(value: Value) -> Result<i64, sqlx::Error> {
     match value {
         Value::I64(position) => Ok(position),
         other => Err(sqlx::Error::Decode(format!("expected an event position, found {}", other.kind()).into())),
+    }
+}
+
+/// A database error as the store and streams report it; `id` is the record
+/// written, if known.
+pub(crate) fn failure<B: Backend>(error: sqlx::Error, machine: &'static str, id: Option<&Value>) -> Error {
+    let message = |error: &sqlx::Error| error.as_database_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
+    match B::classify(&error) {
+        Failure::Unique => Error::Duplicate { machine, id: id.map(crate::fold::id_text), message: message(&error) },
+        Failure::MissingTable(table) => Error::MissingTable { table },
+        Failure::Unrepresentable => Error::Unrepresentable { backend: B::NAME, message: message(&error) },
+        Failure::LockTimeout | Failure::AccessDenied | Failure::Other => Error::Database(error),
     }
 }
 

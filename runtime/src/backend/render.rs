@@ -184,7 +184,8 @@ pub(crate) fn insert_event_select<B: Backend>(def: &MachineDef, source: &str, p:
 pub(crate) struct Queries {
     /// Types of a records row as read by `load`, `list` and the audit.
     pub(crate) row_types: Vec<LogicalType>,
-    /// Types of an events row as read by `history`, `as_of` and the audit.
+    /// Types of a log row as read by `history`, `as_of` and the audit
+    /// ([`Log::row_types`](super::log::Log::row_types)).
     pub(crate) event_types: Vec<LogicalType>,
     /// Per state: the position in `DEF.columns` of each of its fields.
     pub(crate) state_columns: Vec<Vec<usize>>,
@@ -216,7 +217,7 @@ impl Queries {
         let q = B::quote_ident;
         let (table, events) = (q(def.table), q(def.events_table));
         let rows = record_columns::<B>(def);
-        let event_columns = list::<B>(EVENT_COLUMNS);
+        let event_columns = <B::Log as super::log::Log<B>>::columns();
         let (id, status, record_id, version) = (q("id"), q("status"), q("record_id"), q("version"));
         let by_id = |select: &str| format!("SELECT {select} FROM {table} WHERE {id} = {}", B::placeholder(1));
         let list_sql = |state: &StateDef, after: bool| {
@@ -245,7 +246,7 @@ impl Queries {
         };
         Self {
             row_types: row_types(def),
-            event_types: event_types(def),
+            event_types: <B::Log as super::log::Log<B>>::row_types(def),
             guard_names: guard_names(def),
             state_columns: def
                 .states

@@ -5,9 +5,16 @@
 //! | `statefold_consumer_events_total` | counter: events handled | `stream`, `consumer` |
 //! | `statefold_consumer_errors_total` | counter: failed attempts (handler or database) | `stream`, `consumer` |
 //! | `statefold_consumer_dead_letters_total` | counter: events given up on | `stream`, `consumer` |
-//! | `statefold_consumer_lag_events` | gauge: event ids allotted after the cursor | `stream`, `consumer` |
-//! | `statefold_consumer_lag_seconds` | gauge: age of the last event handled, 0 when caught up | `stream`, `consumer` |
+//! | `statefold_consumer_lag_events` | gauge: events committed after the cursor (by id), measured against the log's end | `stream`, `consumer` |
+//! | `statefold_consumer_lag_seconds` | gauge: age of the oldest event committed after the cursor, 0 when caught up | `stream`, `consumer` |
+//! | `statefold_stream_stalled_seconds` | gauge: how long committed events have waited behind a running transaction (a MySQL hole, the PostgreSQL fence), 0 when not | `stream`, `consumer` (empty for a plain stream) |
 //! | `statefold_stream_gap_wait_seconds` | histogram: time a reader waited on a hole (MySQL) or the transaction fence (PostgreSQL) | `stream` |
+//!
+//! A rising `stalled_seconds` means a transaction somewhere holds the
+//! stream back (on PostgreSQL any long or idle-in-transaction session, or
+//! a forgotten prepared transaction, anywhere on the cluster); the reader's
+//! warning names it. A rising `lag` with no stall means the consumer is
+//! slower than the writers, or failing (see `errors_total`).
 
 use std::time::Duration;
 
@@ -23,6 +30,12 @@ pub const LAG_EVENTS: &str = "statefold_consumer_lag_events";
 pub const LAG_SECONDS: &str = "statefold_consumer_lag_seconds";
 /// Time waited on gaps.
 pub const GAP_WAIT: &str = "statefold_stream_gap_wait_seconds";
+/// How long a reader has been stalled.
+pub const STALLED: &str = "statefold_stream_stalled_seconds";
+
+pub(crate) fn stalled(stream: &'static str, consumer: &str) -> metrics::Gauge {
+    metrics::gauge!(STALLED, "stream" => stream, "consumer" => consumer.to_owned())
+}
 
 pub(crate) fn gap_waited(stream: &'static str, waited: Duration) {
     metrics::histogram!(GAP_WAIT, "stream" => stream).record(waited.as_secs_f64());

@@ -18,16 +18,15 @@
 //!   rebuilds. [`metrics`] lists what it reports.
 
 mod consumer;
-mod cursor;
 pub mod metrics;
 mod position;
 mod reader;
-mod sql;
 
-pub use consumer::{Backoff, Consumer, Handler, HandlerError};
-pub use position::{Envelope, InvalidPosition, Position, Start};
+pub use consumer::{Backoff, Consumer, Handler, HandlerError, Projection};
+pub use position::{InvalidPosition, Position, Start};
 
 use crate::backend::Backend;
+use crate::envelope::Envelope;
 use crate::error::Error;
 use crate::machine::Machine;
 use crate::schema::MachineDef;
@@ -54,18 +53,21 @@ pub struct StreamOptions {
     poll_interval: Duration,
     gap_retry: Duration,
     gap_grace: Duration,
+    stall_warning: Duration,
     listen: bool,
 }
 
 impl Default for StreamOptions {
-    /// Batches of 500, a poll every second, gaps looked at again every 20 ms
-    /// with a grace of 500 ms, no cross-process notifications.
+    /// Batches of 500, a poll every second, gaps looked at again after 20
+    /// ms (doubling while they last, up to the poll interval) with a grace of
+    /// 500 ms, a warning after 10 s stalled, no cross-process notifications.
     fn default() -> Self {
         Self {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
             gap_retry: Duration::from_millis(20),
             gap_grace: Duration::from_millis(500),
+            stall_warning: Duration::from_secs(10),
             listen: false,
         }
     }
@@ -95,7 +97,8 @@ impl StreamOptions {
 
     /// How soon to look again while committed events wait behind a
     /// transaction still running (a MySQL hole, the PostgreSQL fence): such
-    /// a transaction may end by rolling back, which wakes no one.
+    /// a transaction may end by rolling back, which wakes no one. The wait
+    /// doubles with each look while the stall lasts, up to the poll interval.
     #[must_use]
     pub fn gap_retry(mut self, interval: Duration) -> Self {
         self.gap_retry = interval;
@@ -111,8 +114,19 @@ impl StreamOptions {
         self
     }
 
+    /// After events have waited this long behind a transaction still
+    /// running, warns (`tracing`, at most once per this long) naming the
+    /// transactions they wait behind: the PostgreSQL session (`pid`) or
+    /// prepared transaction holding the fence, the MySQL threads writing.
+    #[must_use]
+    pub fn stall_warning(mut self, after: Duration) -> Self {
+        self.stall_warning = after;
+        self
+    }
+
     /// Also wakes on notifications from other processes (PostgreSQL
-    /// `LISTEN`, on a connection of the stream's own; elsewhere nothing).
+    /// `LISTEN`, on the one listening connection the process keeps per
+    /// pool, shared by all its streams; elsewhere nothing).
     /// Writers send them when built [`with_notifications`](Store::with_notifications).
     #[must_use]
     pub fn listen(mut self, on: bool) -> Self {
@@ -195,9 +209,10 @@ impl<M: Machine, B: Backend> Store<M, B> {
     ///
     /// # Errors
     /// [`Error::Database`]; [`Error::MissingTable`] without the events table;
-    /// on MySQL, [`Error::HeadNotSettled`] when writers keep running for 30 s.
+    /// on MySQL, [`Error::PrivilegeRequired`] without the `PROCESS`
+    /// privilege, and [`Error::HeadNotSettled`] when writers keep running for 30 s.
     pub async fn head(&self) -> Result<Position, Error> {
-        Reader::open(self.clone(), StreamOptions::default(), Start::Head).await.map(|reader| reader.cursor())
+        Reader::open(self.clone(), StreamOptions::default(), Start::Head, "").await.map(|reader| reader.cursor())
     }
 
     /// The machine's events from `start`, with the default [`StreamOptions`].
@@ -212,7 +227,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
     /// The machine's events from `start`, read as `options` say.
     pub fn stream_with(&self, start: Start, options: StreamOptions) -> EventStream<M> {
         let store = self.clone();
-        let opened = async move { Reader::open(store, options, start).await };
+        let opened = async move { Reader::open(store, options, start, "").await };
         let inner = futures::stream::once(opened)
             .flat_map(|reader| {
                 let (reader, error) = match reader {

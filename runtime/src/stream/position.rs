@@ -1,7 +1,5 @@
 //! Positions in a machine's event log, and the envelopes delivered at them.
 
-use crate::machine::{Machine, Metadata};
-use chrono::{DateTime, Utc};
 use std::fmt;
 use std::str::FromStr;
 
@@ -10,15 +8,24 @@ use std::str::FromStr;
 ///
 /// On PostgreSQL it is the pair (writing transaction, event id), since
 /// streams deliver whole transactions in the order they became visible (see
-/// ADR 0002); elsewhere it is the event id. Its text form is `id`, or `tx:id`
-/// on PostgreSQL, and parses back.
+/// ADR 0002); elsewhere it is the event id. Its text form (`Display`,
+/// `FromStr`, and serde, as a string) is `tx:id` on PostgreSQL and `id`
+/// elsewhere, and parses back.
+///
+/// A position cannot be misread: a stream refuses to start after a position
+/// of another backend's form ([`Error::InvalidPosition`](crate::Error::InvalidPosition)),
+/// so an id alone (`"42"`) given to a PostgreSQL stream is an error, not a
+/// replay of the whole log.
 ///
 /// ```
 /// use statefold::Position;
 /// let after: Position = "42".parse().unwrap();
-/// assert_eq!(after.id(), 42);
+/// assert_eq!((after.tx(), after.id()), (0, 42));
 /// assert!(Position::START < after);
-/// assert_eq!("7:3".parse::<Position>().unwrap().to_string(), "7:3");
+/// let pg: Position = "7:3".parse().unwrap();
+/// assert_eq!((pg.tx(), pg.id(), pg.to_string()), (7, 3, "7:3".to_owned()));
+/// assert_eq!(serde_json::to_string(&pg).unwrap(), r#""7:3""#);
+/// assert_eq!(serde_json::from_str::<Position>(r#""7:3""#).unwrap(), pg);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Position {
@@ -40,7 +47,7 @@ impl Position {
     }
 
     /// The writing transaction's id on PostgreSQL; 0 elsewhere.
-    pub(crate) const fn tx(self) -> i64 {
+    pub const fn tx(self) -> i64 {
         self.tx
     }
 }
@@ -73,6 +80,19 @@ impl FromStr for Position {
     }
 }
 
+impl serde::Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Where a stream starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
@@ -82,28 +102,6 @@ pub enum Start {
     After(Position),
     /// With the first event appended after the log's current end.
     Head,
-}
-
-/// One event as a stream delivers it: where it is, which record it changed,
-/// and what happened.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Envelope<M: Machine> {
-    /// Its position in the log; streams deliver increasing positions.
-    pub position: Position,
-    /// The record it changed.
-    pub record_id: M::Id,
-    /// The event, as the machine's enum.
-    pub event: M,
-    /// The state it left (`None` for the event creating the record).
-    pub from: Option<M::Status>,
-    /// The state it entered, which is also its kind.
-    pub to: M::Status,
-    /// The record's version after it (1 for the creating event).
-    pub version: i64,
-    /// When it was written.
-    pub created_at: DateTime<Utc>,
-    /// Who and why.
-    pub metadata: Metadata,
 }
 
 #[cfg(test)]

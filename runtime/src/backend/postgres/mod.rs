@@ -1,7 +1,11 @@
 //! PostgreSQL: each insert and transition is one atomic statement.
 
 use super::render::{self, Params};
-use super::{Backend, Bind, Codec, Conn, Failure, GapSafety, WakeUps, Write, Written};
+use super::{Backend, Bind, Codec, Conn, Failure, WakeUps, Write, Written};
+
+mod listen;
+mod log;
+use log::PostgresLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
@@ -40,10 +44,12 @@ pub struct Postgres;
 
 impl super::sealed::Sealed for Postgres {}
 
+/// Each write, per state, without and with a `NOTIFY` of the machine's
+/// channel (sent at commit by PostgreSQL).
 #[doc(hidden)]
 pub struct PostgresPlan {
-    insert: Vec<String>,
-    transition: Vec<String>,
+    insert: [Vec<String>; 2],
+    transition: [Vec<String>; 2],
     /// A transition's result: the whole row, then the event's position.
     transition_types: Vec<LogicalType>,
 }
@@ -129,33 +135,44 @@ impl Backend for Postgres {
 
     fn plan(def: &'static MachineDef) -> PostgresPlan {
         let q = Self::quote_ident;
-        let (id, version) = (q("id"), q("version"));
-        let insert = |state| {
+        let (id, version, record_id) = (q("id"), q("version"), q("record_id"));
+        let (rec, upd, ev, n) = (q("rec"), q("upd"), q("ev"), q("n"));
+        let notify = |p: &mut Params<Self>, notify: bool| {
+            if notify {
+                (format!(", {n} AS (SELECT pg_notify({}, ''))", p.next()), format!(", {n}"))
+            } else {
+                (String::new(), String::new())
+            }
+        };
+        let insert = |state, with_notify| {
             let mut p = Params::<Self>::new();
             let record = render::insert_record(def, state, &mut p);
             let event = render::insert_event_select(def, "rec", &mut p);
+            let (cte, from) = notify(&mut p, with_notify);
             format!(
-                "WITH {} AS ({record} RETURNING {id}, {version}) {event} RETURNING {}, {id}",
-                q("rec"),
-                q("record_id")
+                "WITH {rec} AS ({record} RETURNING {id}, {version}), {ev} AS ({event} RETURNING {id}, {record_id}){cte} \
+                 SELECT {ev}.{record_id}, {ev}.{id} FROM {ev}{from}"
             )
         };
-        let transition = |state| {
+        let transition = |state, with_notify| {
             let mut p = Params::<Self>::new();
             let update = render::update_record(def, state, &mut p);
             let event = render::insert_event_select(def, "upd", &mut p);
-            let (upd, ev) = (q("upd"), q("ev"));
+            let (cte, from) = notify(&mut p, with_notify);
             format!(
-                "WITH {upd} AS ({update} RETURNING {}), {ev} AS ({event} RETURNING {id}) \
-                 SELECT {upd}.*, {ev}.{id} FROM {upd}, {ev}",
+                "WITH {upd} AS ({update} RETURNING {}), {ev} AS ({event} RETURNING {id}){cte} \
+                 SELECT {upd}.*, {ev}.{id} FROM {upd}, {ev}{from}",
                 render::record_columns::<Self>(def)
             )
         };
         let mut transition_types = render::row_types(def);
         transition_types.push(LogicalType::I64);
+        let per_state = |render: &dyn Fn(&'static crate::schema::StateDef, bool) -> String, with_notify| {
+            def.states.iter().map(|s| render(s, with_notify)).collect()
+        };
         PostgresPlan {
-            insert: def.states.iter().map(insert).collect(),
-            transition: def.states.iter().map(transition).collect(),
+            insert: [per_state(&insert, false), per_state(&insert, true)],
+            transition: [per_state(&transition, false), per_state(&transition, true)],
             transition_types,
         }
     }
@@ -163,25 +180,32 @@ impl Backend for Postgres {
     super::query_methods!();
 
     async fn write(conn: &mut Conn<Self>, plan: &PostgresPlan, write: &Write) -> Result<Option<Written>, sqlx::Error> {
+        let variant = usize::from(write.notify.is_some());
+        let notify = write.notify.as_ref().map(|channel| (channel, LogicalType::Text));
         if write.from.is_none() {
             let mut binds = write.record_binds();
             binds.extend(write.event_select_binds());
+            binds.extend(notify);
             let types = [write.id_type, LogicalType::I64];
-            let row = super::fetch_optional::<Self>(conn, &plan.insert[write.state], &binds, &types).await?;
+            let row = super::fetch_optional::<Self>(conn, &plan.insert[variant][write.state], &binds, &types).await?;
             let mut row = row.ok_or(sqlx::Error::RowNotFound)?.into_iter();
             let (id, position) = (row.next().unwrap_or(Value::Null), row.next().unwrap_or(Value::Null));
             return Ok(Some(Written { id, row: None, position: super::position(position)? }));
         }
         let mut binds = write.update_binds();
         binds.extend(write.event_select_binds());
-        let row =
-            super::fetch_optional::<Self>(conn, &plan.transition[write.state], &binds, &plan.transition_types).await?;
+        binds.extend(notify);
+        let sql = &plan.transition[variant][write.state];
+        let row = super::fetch_optional::<Self>(conn, sql, &binds, &plan.transition_types).await?;
         let Some(mut row) = row else { return Ok(None) };
         let position = super::position(row.pop().unwrap_or(Value::Null))?;
         Ok(Some(Written { id: row[0].clone(), row: Some(row), position }))
     }
 
-    const GAP_SAFETY: GapSafety = GapSafety::XidFence;
+    /// Transaction fencing on `tx xid8`.
+    type Log = PostgresLog;
+
+    const NOW_MILLIS: &'static str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
     async fn execute_with(conn: &mut Conn<Self>, sql: &str, binds: &[Bind<'_>]) -> Result<u64, sqlx::Error> {
         Ok(super::execute::<Self>(conn, sql, binds).await?.rows_affected())
@@ -191,15 +215,10 @@ impl Backend for Postgres {
         render::insert_if_absent::<Self>(table, columns, values, " ON CONFLICT DO NOTHING")
     }
 
-    const NOTIFY_SQL: Option<&'static str> = Some("SELECT pg_notify($1, '')");
+    const NOTIFIES: bool = true;
 
     async fn listen(pool: &Pool<Self::Db>, channel: &str) -> Result<Option<WakeUps>, sqlx::Error> {
-        use futures::StreamExt;
-        let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-        listener.listen(channel).await?;
-        // A lost connection is an error item, then the listener reconnects:
-        // either way the reader should look again.
-        Ok(Some(listener.into_stream().map(drop).boxed()))
+        listen::subscribe(pool, channel).await.map(Some)
     }
 
     fn classify(error: &sqlx::Error) -> Failure {

@@ -1,7 +1,10 @@
 //! MySQL and MariaDB: a few statements inside one transaction.
 
 use super::render::{self, Params};
-use super::{Backend, Bind, Codec, Conn, Failure, GapSafety, Write, Written};
+use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
+
+mod log;
+use log::MySqlLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
@@ -173,7 +176,10 @@ impl Backend for MySql {
         Ok(Some(Written { id, row, position: last_insert_id(done.last_insert_id())? }))
     }
 
-    const GAP_SAFETY: GapSafety = GapSafety::LockProbe;
+    /// Holes in the ids are probed with locking reads.
+    type Log = MySqlLog;
+
+    const NOW_MILLIS: &'static str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
 
     async fn execute_with(conn: &mut Conn<Self>, sql: &str, binds: &[Bind<'_>]) -> Result<u64, sqlx::Error> {
         Ok(super::execute::<Self>(conn, sql, binds).await?.rows_affected())
@@ -198,6 +204,8 @@ impl Backend for MySql {
             }
             // ER_LOCK_WAIT_TIMEOUT
             1205 => Failure::LockTimeout,
+            // ER_SPECIFIC_ACCESS_DENIED_ERROR: `you need the PROCESS privilege`
+            1227 => Failure::AccessDenied,
             _ => Failure::Other,
         }
     }

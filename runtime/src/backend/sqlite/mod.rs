@@ -1,7 +1,10 @@
 //! SQLite, embedded through sqlx's bundled library.
 
 use super::render::{self, Params};
-use super::{Backend, Bind, Codec, Conn, Failure, GapSafety, Write, Written};
+use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
+
+mod log;
+use log::SqliteLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
@@ -52,6 +55,8 @@ impl Backend for Sqlite {
     /// [`Store::begin`](crate::Store::begin) while calling the store's other methods on it.
     async fn connect(url: &str) -> Result<Pool<Self::Db>, Error> {
         super::check_scheme(Self::NAME, url, &["sqlite"], "sqlite://orders.db")?;
+        // sqlx reads only a lower-case scheme; any other case would name a file.
+        let url = &format!("sqlite{}", &url["sqlite".len()..]);
         let options = SqliteConnectOptions::from_str(url).map_err(|e| super::bad_url(Self::NAME, &e))?;
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = if in_memory {
@@ -154,7 +159,10 @@ impl Backend for Sqlite {
         Ok(Some(Written { id, row, position: super::position(single(position)?)? }))
     }
 
-    const GAP_SAFETY: GapSafety = GapSafety::SingleWriter;
+    /// One writer at a time: event ids are commit order.
+    type Log = SqliteLog;
+
+    const NOW_MILLIS: &'static str = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)";
 
     async fn execute_with(conn: &mut Conn<Self>, sql: &str, binds: &[Bind<'_>]) -> Result<u64, sqlx::Error> {
         Ok(super::execute::<Self>(conn, sql, binds).await?.rows_affected())
