@@ -334,7 +334,7 @@ impl Cli {
         let name = self.name;
         let first = first_file_name(&self.machines);
         let long_about = format!(
-            "Schema, migrations and diagrams for {name}'s statefold machines.\n\n\
+            "{name}: schema, migrations and diagrams for this service's statefold machines.\n\n\
             Migrations are generated from the machines' declarations: never write their DDL by hand. \
             Each dialect has its own directory of sqlx-compatible files (`<DIR>/postgres/{first}`) \
             and a snapshot of the schema they reach, so a changed declaration produces only the next step."

@@ -234,3 +234,15 @@ async fn check_names_every_directory_that_is_behind() {
     assert!(named("sqlite") && named("postgres") && !named("mysql"), "{behind}");
     assert!(behind.contains("drop machine `Ticket`"), "{behind}");
 }
+
+/// The README's commands are run as written: `migrations apply` must not
+/// target the database the tests create theirs beside.
+#[test]
+fn the_readme_applies_migrations_to_a_database_of_its_own() {
+    let readme = include_str!("../../README.md");
+    let applies: Vec<&str> = readme.lines().filter(|l| l.contains("migrations apply")).collect();
+    assert!(!applies.is_empty(), "the README shows `migrations apply`");
+    for line in applies {
+        assert!(!line.contains("/test"), "{line}");
+    }
+}
