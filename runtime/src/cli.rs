@@ -22,7 +22,7 @@
 //! orders diagram --format mermaid
 //! ```
 
-use crate::migrate::{Generate, Generated, MigrationError, Migrations};
+use crate::migrate::{bullets, first_file_name, Generate, Generated, MigrationError, Migrations};
 use crate::schema::MachineDef;
 use crate::Machine;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -48,15 +48,35 @@ pub enum CliError {
     /// A migration step failed.
     #[error(transparent)]
     Migration(#[from] MigrationError),
+    /// The next migration would lose data, and `--allow-destructive` was not given.
+    #[error(
+        "the next migration would lose data:\n{}\nrun again with --allow-destructive if that is intended",
+        bullets(losses)
+    )]
+    Destructive {
+        /// One line per loss.
+        losses: Vec<String>,
+    },
+    /// `migrations check` failed: one error for each dialect directory that
+    /// is behind the code (or unreadable), every one of them, not just the first.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Check(Vec<MigrationError>),
     /// A dialect this binary was built without.
     #[error("this binary was built without statefold's `{0}` feature: enable it in Cargo.toml to use that dialect")]
     MissingFeature(&'static str),
     /// No dialect directory exists to check.
     #[error("{0} holds no migrations yet: run `migrations generate --dialect <DIALECT>` first")]
     NoMigrations(PathBuf),
-    /// The database URL names no known backend.
-    #[error("cannot tell the dialect of `{0}`: use a sqlite:, postgres:// or mysql:// URL")]
-    UnknownUrl(String),
+    /// The database URL names no known backend. Only its scheme is kept:
+    /// the rest of a URL may hold a password.
+    #[error(
+        "cannot tell the dialect of {}: use a URL starting with {URL_SCHEMES}",
+        scheme.as_ref().map_or_else(|| "the database URL".to_owned(), |s| format!("a `{s}` URL"))
+    )]
+    UnknownUrl {
+        /// The URL's scheme with its `://` (`redis://`); `None` when it has none that can be shown safely.
+        scheme: Option<String>,
+    },
     /// `--machine` names no registered machine.
     #[error("no machine is named `{name}`; registered: {registered}")]
     UnknownMachine {
@@ -75,14 +95,13 @@ pub enum CliError {
     },
 }
 
+/// The schemes [`DialectArg::of_url`] knows, as the error lists them.
+const URL_SCHEMES: &str = "sqlite:, postgres:// (or postgresql://) or mysql:// (or mariadb://)";
+
+/// The static part of the command line; [`Cli::command`] adds what depends on
+/// the app's name and machines.
 #[derive(Parser)]
-#[command(
-    about = "Schema, migrations and diagrams for this service's statefold machines",
-    long_about = "Schema, migrations and diagrams for this service's statefold machines.\n\n\
-        Migrations are generated from the machines' declarations: never write their DDL by hand. \
-        Each dialect has its own directory of sqlx-compatible files (`<DIR>/postgres/0001_create_orders.sql`) \
-        and a snapshot of the schema they reach, so a changed declaration produces only the next step."
-)]
+#[command(about = "Schema, migrations and diagrams for this service's statefold machines")]
 struct Command {
     #[command(subcommand)]
     command: Top,
@@ -139,8 +158,9 @@ enum MigrationsCommand {
     },
     /// Apply pending migrations to a database, under a lock, checking applied files are unchanged.
     Apply {
-        /// The database, e.g. postgres://user@localhost/app, mysql://root@localhost/app, sqlite:app.db
-        #[arg(long, env = "DATABASE_URL")]
+        /// The database URL (`Cli::command` gives it examples named after the app).
+        // The environment's value stays out of the help: it usually holds a password.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
         #[command(flatten)]
         dir: DirArg,
@@ -172,15 +192,37 @@ impl DialectArg {
         }
     }
 
+    /// The dialect of a URL, whatever the case of its scheme (URL schemes are
+    /// case-insensitive).
     fn of_url(url: &str) -> Option<Self> {
-        let scheme = url.split(':').next()?;
-        match scheme {
+        let (scheme, _) = url.split_once(':')?;
+        match scheme.to_ascii_lowercase().as_str() {
             "sqlite" => Some(Self::Sqlite),
             "postgres" | "postgresql" => Some(Self::Postgres),
             "mysql" | "mariadb" => Some(Self::Mysql),
             _ => None,
         }
     }
+}
+
+/// `url` with its scheme in lower case: sqlx's SQLite options strip only a
+/// lower-case `sqlite:` and would take the rest for a file name.
+fn lower_scheme(url: &str) -> String {
+    match url.split_once(':') {
+        Some((scheme, rest)) => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_owned(),
+    }
+}
+
+/// The part of a URL an error may print: its scheme, when it is one
+/// (`redis://`). Without `://`, what precedes the first `:` may be a user
+/// name (`admin:secret@host`), so nothing is shown.
+fn shown_scheme(url: &str) -> Option<String> {
+    let (scheme, _) = url.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then(|| format!("{scheme}://"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -231,7 +273,9 @@ impl Cli {
     /// Parses the process's arguments, runs the command, prints its result,
     /// and returns the exit code (0 success, 1 failure, 2 bad usage).
     pub async fn run(self) -> ExitCode {
-        self.run_from(std::env::args_os()).await
+        // Collected first: `ArgsOs` is not `Send`, and this future must be.
+        let args: Vec<OsString> = std::env::args_os().collect();
+        self.run_from(args).await
     }
 
     /// [`Cli::run`] with the given arguments (the first is the program name).
@@ -240,7 +284,9 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let mut stdout = std::io::stdout().lock();
+        // Not locked: a `StdoutLock` held across the await would make this
+        // future `!Send`, unusable in `tokio::spawn`.
+        let mut stdout = std::io::stdout();
         match self.execute(args, &mut stdout).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(CliError::Usage(e)) => {
@@ -263,8 +309,7 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let command = <Command as clap::CommandFactory>::command().name(self.name);
-        let matches = command.try_get_matches_from(args)?;
+        let matches = self.command().try_get_matches_from(args)?;
         let command = <Command as clap::FromArgMatches>::from_arg_matches(&matches)?;
         let io = |source| CliError::Io { path: PathBuf::from("<stdout>"), source };
         match command.command {
@@ -284,6 +329,36 @@ impl Cli {
         Ok(())
     }
 
+    /// The clap command, its help speaking of this app and its machines.
+    fn command(&self) -> clap::Command {
+        let name = self.name;
+        let first = first_file_name(&self.machines);
+        let long_about = format!(
+            "{name}: schema, migrations and diagrams for this service's statefold machines.\n\n\
+            Migrations are generated from the machines' declarations: never write their DDL by hand. \
+            Each dialect has its own directory of sqlx-compatible files (`<DIR>/postgres/{first}`) \
+            and a snapshot of the schema they reach, so a changed declaration produces only the next step."
+        );
+        let examples = format!(
+            "Examples:\n  \
+            {name} schema --dialect postgres\n  \
+            {name} migrations generate --dialect postgres --dir migrations\n  \
+            {name} migrations check --dir migrations\n  \
+            {name} migrations apply --dir migrations --database-url postgres://user@localhost/{name}\n  \
+            {name} diagram --format mermaid"
+        );
+        let database_url = format!(
+            "The database, e.g. postgres://user@localhost/{name}, mysql://root@localhost/{name}, sqlite:{name}.db"
+        );
+        <Command as clap::CommandFactory>::command()
+            .name(name)
+            .long_about(long_about)
+            .after_long_help(examples)
+            .mut_subcommand("migrations", |migrations| {
+                migrations.mut_subcommand("apply", |apply| apply.mut_arg("database_url", |arg| arg.help(database_url)))
+            })
+    }
+
     async fn migrations(&self, command: MigrationsCommand, out: &mut impl Write) -> Result<(), CliError> {
         let io = |source| CliError::Io { path: PathBuf::from("<stdout>"), source };
         match command {
@@ -291,7 +366,11 @@ impl Cli {
                 let options = Generate { allow_destructive, name };
                 let (dir, generated) = with_dialect!(dialect, D => {
                     let migrations = Migrations::<D>::new(&dir.path);
-                    (migrations.dir().to_owned(), migrations.generate(&self.machines, &options)?)
+                    let generated = match migrations.generate(&self.machines, &options) {
+                        Err(MigrationError::Destructive { losses }) => return Err(CliError::Destructive { losses }),
+                        generated => generated?,
+                    };
+                    (migrations.dir().to_owned(), generated)
                 });
                 match generated {
                     Generated::UpToDate => {
@@ -313,19 +392,26 @@ impl Cli {
                 if dialects.is_empty() {
                     return Err(CliError::NoMigrations(dir.path));
                 }
+                let mut failed = Vec::new();
                 for dialect in dialects {
                     let checked = with_dialect!(dialect, D => {
                         let migrations = Migrations::<D>::new(&dir.path);
-                        migrations.check(&self.machines)?;
-                        migrations.dir().to_owned()
+                        migrations.check(&self.machines).map(|()| migrations.dir().to_owned())
                     });
-                    writeln!(out, "{}: up to date with the code", checked.display()).map_err(io)?;
+                    match checked {
+                        Ok(checked) => writeln!(out, "{}: up to date with the code", checked.display()).map_err(io)?,
+                        Err(e) => failed.push(e),
+                    }
+                }
+                if !failed.is_empty() {
+                    return Err(CliError::Check(failed));
                 }
             }
             MigrationsCommand::Apply { database_url, dir } => {
-                let dialect =
-                    DialectArg::of_url(&database_url).ok_or_else(|| CliError::UnknownUrl(database_url.clone()))?;
-                let applied = with_dialect!(dialect, D => Migrations::<D>::new(&dir.path).apply(&database_url).await?);
+                let dialect = DialectArg::of_url(&database_url)
+                    .ok_or_else(|| CliError::UnknownUrl { scheme: shown_scheme(&database_url) })?;
+                let url = lower_scheme(&database_url);
+                let applied = with_dialect!(dialect, D => Migrations::<D>::new(&dir.path).apply(&url).await?);
                 if applied.versions.is_empty() {
                     writeln!(out, "nothing to apply: the database is up to date").map_err(io)?;
                 } else {
@@ -357,5 +443,31 @@ impl Cli {
             })
             .collect::<Vec<_>>()
             .join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lower_scheme, shown_scheme, DialectArg};
+
+    #[test]
+    fn schemes_are_recognised_in_any_case() {
+        let dialect = |url| DialectArg::of_url(url).map(DialectArg::dir);
+        assert_eq!(dialect("sqlite:app.db"), Some("sqlite"));
+        assert_eq!(dialect("SQLite::memory:"), Some("sqlite"));
+        assert_eq!(dialect("POSTGRES://db/app"), Some("postgres"));
+        assert_eq!(dialect("PostgreSQL://db/app"), Some("postgres"));
+        assert_eq!(dialect("MySQL://db/app"), Some("mysql"));
+        assert_eq!(dialect("MARIADB://db/app"), Some("mysql"));
+        assert_eq!(dialect("redis://db"), None);
+        assert_eq!(dialect("app.db"), None);
+        assert_eq!(lower_scheme("SQLite:Data/App.db"), "sqlite:Data/App.db");
+    }
+
+    #[test]
+    fn only_a_scheme_is_ever_shown() {
+        assert_eq!(shown_scheme("redis://admin:secret@host/0").as_deref(), Some("redis://"));
+        assert_eq!(shown_scheme("admin:secret@host/app"), None);
+        assert_eq!(shown_scheme("admin:secret@host/app?next=http://x"), None);
     }
 }

@@ -71,7 +71,7 @@ pub enum MigrationError {
     },
     /// The next migration would lose data, and `allow_destructive` was not set.
     #[error(
-        "the next migration would lose data:\n{}\nrun again with --allow-destructive (Generate::allow_destructive) if that is intended",
+        "the next migration would lose data:\n{}\nset `Generate::allow_destructive` if that is intended",
         bullets(losses)
     )]
     Destructive {
@@ -116,7 +116,8 @@ pub enum MigrationError {
     Connect(#[from] crate::Error),
 }
 
-fn bullets(lines: &[String]) -> String {
+/// One `  - ` line each.
+pub(crate) fn bullets(lines: &[String]) -> String {
     lines.iter().map(|l| format!("  - {l}")).collect::<Vec<_>>().join("\n")
 }
 
@@ -244,7 +245,7 @@ impl<D: Dialect> Migrations<D> {
         text.push_str(&script(&dialect::statements::<D>(&old, &plan)));
 
         std::fs::create_dir_all(&self.dir).map_err(|source| MigrationError::Io { path: self.dir.clone(), source })?;
-        let path = self.dir.join(format!("{version:04}_{}.sql", sanitize(&description)));
+        let path = self.dir.join(file_name(version, &description));
         write(&path, &text)?;
         let snapshot = Snapshot::of(machines, version);
         let json = serde_json::to_string_pretty(&snapshot).expect("a snapshot always serialises");
@@ -332,6 +333,17 @@ fn write(path: &Path, text: &str) -> Result<(), MigrationError> {
 /// The statements as one script, each ending in `;`.
 fn script(statements: &[String]) -> String {
     statements.iter().map(|s| format!("{s};\n")).collect()
+}
+
+/// The name of the migration that creates `machines` on an empty database
+/// (`0001_create_orders.sql`), for the command line's help.
+#[cfg(feature = "cli")]
+pub(crate) fn first_file_name(machines: &[&'static MachineDef]) -> String {
+    file_name(1, &describe(&Plan::new(&Snapshot::default(), machines)))
+}
+
+fn file_name(version: i64, description: &str) -> String {
+    format!("{version:04}_{}.sql", sanitize(description))
 }
 
 /// A file-name description of the plan (the shared tables go unnamed: they
