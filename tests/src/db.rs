@@ -42,6 +42,10 @@ pub trait TestBackend: Backend {
     /// Whether text can hold the NUL character.
     const STORES_NUL: bool;
 
+    /// The session's clock in milliseconds since the epoch, written
+    /// independently of the library's: the oracle of the lease test.
+    const CLOCK_MS: &'static str;
+
     /// Runs a hand-written statement, returning the rows it affected.
     fn run_sql(
         pool: &Pool<Self::Db>,
@@ -56,8 +60,20 @@ pub trait TestBackend: Backend {
         args: Vec<Arg>,
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 
+    /// Runs a hand-written query returning one integer inside a transaction.
+    fn integer_in(tx: &mut Tx<'static, Self>, sql: &str) -> impl Future<Output = i64> + Send;
+
     /// Runs a hand-written query whose rows are one integer each.
     fn integers(pool: &Pool<Self::Db>, sql: &str) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send;
+
+    /// A pool on the database at `url` whose sessions see the database's
+    /// clock `seconds` behind the real one, as a server whose clock
+    /// disagrees with the application's would; `None` where a session
+    /// cannot shift its clock (only MySQL's can).
+    fn skewed_pool(url: &str, seconds: i64) -> impl Future<Output = Option<Pool<Self::Db>>> + Send {
+        let _ = (url, seconds);
+        std::future::ready(None)
+    }
 
     /// Has the server kill every other connection to the database at `url`,
     /// as a restart would, and returns how many once they are gone; `None`
@@ -222,6 +238,8 @@ pub const POSTGRES_URL: &str = "STATEFOLD_TEST_POSTGRES_URL";
 pub const MYSQL_URL: &str = "STATEFOLD_TEST_MYSQL_URL";
 
 impl TestBackend for Sqlite {
+    const CLOCK_MS: &'static str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
     async fn create(test: &str) -> Option<TestDb<Self>> {
         let path = std::env::temp_dir().join(format!("{}.db", unique_name(test)));
         let url = format!("sqlite://{}", path.display());
@@ -243,6 +261,10 @@ impl TestBackend for Sqlite {
         Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(&mut **tx).await?.rows_affected())
     }
 
+    async fn integer_in(tx: &mut Tx<'static, Self>, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&mut **tx).await.expect("an integer")
+    }
+
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
     }
@@ -253,6 +275,8 @@ impl TestBackend for Sqlite {
 }
 
 impl TestBackend for Postgres {
+    const CLOCK_MS: &'static str = "CAST(EXTRACT(EPOCH FROM now()) * 1000 AS BIGINT)";
+
     async fn create(test: &str) -> Option<TestDb<Self>> {
         let server = server_url(POSTGRES_URL)?;
         let admin = PgConnectOptions::from_str(&server).expect("a PostgreSQL URL");
@@ -284,6 +308,10 @@ impl TestBackend for Postgres {
         Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(&mut **tx).await?.rows_affected())
     }
 
+    async fn integer_in(tx: &mut Tx<'static, Self>, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&mut **tx).await.expect("an integer")
+    }
+
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
     }
@@ -313,6 +341,8 @@ impl TestBackend for Postgres {
 }
 
 impl TestBackend for MySql {
+    const CLOCK_MS: &'static str = "CAST(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(3)) * 1000 AS SIGNED)";
+
     async fn create(test: &str) -> Option<TestDb<Self>> {
         let server = server_url(MYSQL_URL)?;
         let admin = MySqlConnectOptions::from_str(&server).expect("a MySQL URL");
@@ -340,8 +370,28 @@ impl TestBackend for MySql {
         Ok(bind::<Self::Db>(sqlx::query(sql), args).execute(&mut **tx).await?.rows_affected())
     }
 
+    async fn integer_in(tx: &mut Tx<'static, Self>, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&mut **tx).await.expect("an integer")
+    }
+
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
+    }
+
+    async fn skewed_pool(url: &str, seconds: i64) -> Option<Pool<Self::Db>> {
+        let options = MySqlConnectOptions::from_str(url).expect("a MySQL URL");
+        let pool = Self::pool_options()
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    // Fixes the session's clock (`NOW()`) at `seconds` ago.
+                    sqlx::query("SET timestamp = UNIX_TIMESTAMP() - ?").bind(seconds).execute(&mut *conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .expect("database opens");
+        Some(pool)
     }
 
     async fn kill_connections(url: &str) -> Option<usize> {

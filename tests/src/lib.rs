@@ -4,10 +4,16 @@
 //! - [`db`]: a fresh database per test, on each backend;
 //! - [`streams`]: the suite of streams and consumers, instantiated by
 //!   [`stream_suite!`] in `tests/stream_{sqlite,postgres,mysql}.rs`;
+//! - [`operations`]: what an operator relies on (leases, wake-ups, stalls,
+//!   positions, catch-up), instantiated by [`operations_suite!`] in
+//!   `tests/operations_{sqlite,postgres,mysql}.rs`;
+//! - [`observe`]: logs and metrics captured for those tests;
 //! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
 //!   by [`suite!`] in `tests/store_{sqlite,postgres,mysql}.rs`.
 
 pub mod db;
 pub mod machines;
+pub mod observe;
+pub mod operations;
 pub mod streams;
 pub mod suite;

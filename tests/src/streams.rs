@@ -64,7 +64,7 @@ impl Dice {
 }
 
 /// A database with the machine's and the consumers' tables, and a projection table.
-async fn setup<B: TestBackend>(test: &str) -> Option<(TestDb<B>, Store<Order, B>)> {
+pub(crate) async fn setup<B: TestBackend>(test: &str) -> Option<(TestDb<B>, Store<Order, B>)> {
     let db = B::create(test).await?;
     let store = db.store::<Order>().await;
     store.create_support_tables().await.expect("support tables are created");
@@ -72,12 +72,12 @@ async fn setup<B: TestBackend>(test: &str) -> Option<(TestDb<B>, Store<Order, B>
     Some((db, store))
 }
 
-fn placed(n: i64) -> OrderPlaced {
+pub(crate) fn placed(n: i64) -> OrderPlaced {
     OrderPlaced { customer: format!("customer {n}"), amount_cents: n }
 }
 
 /// Inserts `n` orders, paying every other one; returns the number of events.
-async fn seed<B: TestBackend>(store: &Store<Order, B>, n: i64) -> usize {
+pub(crate) async fn seed<B: TestBackend>(store: &Store<Order, B>, n: i64) -> usize {
     let mut events = 0;
     for i in 1..=n {
         let order = store.insert(placed(i)).await.expect("inserted");
@@ -91,7 +91,7 @@ async fn seed<B: TestBackend>(store: &Store<Order, B>, n: i64) -> usize {
 }
 
 /// Streaming options for tests: small batches, quick polls.
-fn quick() -> StreamOptions {
+pub(crate) fn quick() -> StreamOptions {
     StreamOptions::default()
         .batch_size(7)
         .poll_interval(Duration::from_millis(100))
@@ -101,7 +101,7 @@ fn quick() -> StreamOptions {
 /// A projection in the table `seen`: one row per event handled, written in
 /// the consumer's transaction. Also counts calls, committed or not.
 #[derive(Clone)]
-struct Projection {
+pub(crate) struct Projection {
     name: &'static str,
     calls: Arc<AtomicUsize>,
     /// Fails the first `n` attempts at every event whose id is a multiple of `every`.
@@ -110,7 +110,7 @@ struct Projection {
 }
 
 impl Projection {
-    fn new(name: &'static str) -> Self {
+    pub(crate) fn new(name: &'static str) -> Self {
         Self { name, calls: Arc::default(), fail: None, attempts: Arc::default() }
     }
 }
@@ -141,18 +141,18 @@ impl<B: TestBackend> statefold::Projection<Order, B> for Projection {
 }
 
 /// The event ids a projection recorded, in insertion order of the table.
-async fn seen<B: TestBackend>(db: &TestDb<B>, consumer: &str) -> Vec<i64> {
+pub(crate) async fn seen<B: TestBackend>(db: &TestDb<B>, consumer: &str) -> Vec<i64> {
     let sql = format!("SELECT event_id FROM seen WHERE consumer = '{consumer}' ORDER BY event_id");
     B::integers(&db.pool, &sql).await.expect("seen reads")
 }
 
 /// Every event id in the log, in id order.
-async fn all_ids<B: TestBackend>(db: &TestDb<B>) -> Vec<i64> {
+pub(crate) async fn all_ids<B: TestBackend>(db: &TestDb<B>) -> Vec<i64> {
     B::integers(&db.pool, "SELECT id FROM order_events ORDER BY id").await.expect("ids read")
 }
 
 /// Polls `condition` every 20 ms, up to 30 s; panics with `what` if it never holds.
-async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -167,13 +167,13 @@ where
 }
 
 /// A consumer running in a task until told to stop.
-struct Running {
+pub(crate) struct Running {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), Error>>,
 }
 
 impl Running {
-    fn start<B: TestBackend, H: Handler<Order, B> + 'static>(consumer: Consumer<Order, B>, mut handler: H) -> Self {
+    pub(crate) fn start<B: TestBackend, H: Handler<Order, B> + 'static>(consumer: Consumer<Order, B>, mut handler: H) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             consumer
@@ -185,14 +185,14 @@ impl Running {
         Self { stop, task }
     }
 
-    async fn stop(self) -> Result<(), Error> {
+    pub(crate) async fn stop(self) -> Result<(), Error> {
         let _ = self.stop.send(());
         self.task.await.expect("the consumer task ends")
     }
 }
 
 /// Waits until `consumer`'s cursor is at `target` or beyond.
-async fn caught_up<B: TestBackend>(consumer: &Consumer<Order, B>, target: Position) {
+pub(crate) async fn caught_up<B: TestBackend>(consumer: &Consumer<Order, B>, target: Position) {
     eventually(&format!("cursor of `{}` at {target}", consumer.key()), || async {
         consumer.position().await.expect("position reads") >= target
     })
@@ -200,7 +200,7 @@ async fn caught_up<B: TestBackend>(consumer: &Consumer<Order, B>, target: Positi
 }
 
 /// The position of the last event, through a stream from the head's reader.
-async fn last_position<B: TestBackend>(store: &Store<Order, B>, events: usize) -> Position {
+pub(crate) async fn last_position<B: TestBackend>(store: &Store<Order, B>, events: usize) -> Position {
     let mut stream = store.stream_with(Start::Beginning, StreamOptions::default().batch_size(1_000));
     let mut last = Position::START;
     for _ in 0..events {
