@@ -203,7 +203,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
     /// too), never after one still to commit: on PostgreSQL it is the last
     /// event below the fence of running transactions; on MySQL it is the
     /// last event, returned once every transaction that had written rows
-    /// when called has ended (read from `information_schema.innodb_trx`,
+    /// when called has ended (read from the server's list of transactions,
     /// which needs the `PROCESS` privilege). On MySQL, do not call it while
     /// holding a write transaction: it would wait for it.
     ///
