@@ -110,6 +110,18 @@ pub(crate) fn insert_record<B: Backend>(def: &MachineDef, state: &StateDef, p: &
     format!("INSERT INTO {} ({}) VALUES ({})", B::quote_ident(def.table), list::<B>(columns), values.join(", "))
 }
 
+/// The stored names (current and earlier) of every state `state` may be
+/// entered from, each with its state's current name: what a transition by
+/// id accepts the row in.
+pub(crate) fn source_names<'d>(
+    def: &'d MachineDef,
+    state: &'d StateDef,
+) -> impl Iterator<Item = (&'static str, &'static str)> + 'd {
+    def.sources_of(state.name).filter_map(|name| def.state(name)).flat_map(|source| {
+        std::iter::once(source.db_name).chain(source.was.iter().copied()).map(|stored| (stored, source.db_name))
+    })
+}
+
 /// How many names a state's guard compares with: its stored name and its
 /// earlier ones, for the state with the most.
 pub(crate) fn guard_names(def: &MachineDef) -> usize {

@@ -107,15 +107,20 @@ impl<M: Machine, B: Backend> Store<M, B> {
     }
 
     /// Moves a record to the state of `event`, a value of the machine's enum
-    /// known only at run time (from a request, say). The edge is checked
-    /// against the declaration, then written as a guarded transition from the
-    /// state and version just loaded.
+    /// known only at run time (a command by id, from a request, say),
+    /// whatever its version. The edge is checked by the write itself: the
+    /// row changes only if it is in a state the event's state may be entered
+    /// from. On PostgreSQL that is one statement, one round trip (the row,
+    /// locked, guards the update and gives the event its `from`); on SQLite
+    /// and MySQL one transaction that reads the row (locked) and writes.
+    /// Only when nothing changed does a second query find out why.
+    ///
+    /// To move the record only if it is still at the version a client saw
+    /// (an HTTP `If-Match`), use [`transition_if_match`](Self::transition_if_match).
     ///
     /// # Errors
     /// [`Error::InvalidTransition`] when the machine declares no edge from the
-    /// record's state to the event's (nothing is written); [`Error::Conflict`]
-    /// when the record changed between the load and the write;
-    /// [`Error::NotFound`].
+    /// record's state to the event's (nothing is written); [`Error::NotFound`].
     ///
     /// ```
     /// # use statefold::{Error, Machine, Metadata, Sqlite, Store};
@@ -136,12 +141,56 @@ impl<M: Machine, B: Backend> Store<M, B> {
     /// # }
     /// ```
     pub async fn transition(&self, id: &M::Id, event: M, metadata: Metadata) -> Result<M::State, Error> {
-        let row = self.load_row(&mut *self.inner.pool.acquire().await?, id).await?;
-        let write =
-            self.transition_write(id, row.status(), row.version(), event.status(), event.encode(), &metadata)?;
+        let to = event.status();
+        let write = self.by_id_write(id, to, event.encode(), &metadata)?;
         match self.write(&write).await? {
             Some(written) => self.transitioned(written).map(M::into_state),
-            None => Err(self.refusal(id, row.status(), row.version()).await),
+            None => Err(self.refusal_by_id(&mut *self.inner.pool.acquire().await?, id, to).await),
+        }
+    }
+
+    /// Moves a record to the state of `event` only if it is still in
+    /// `status` at `version`, as a client saw it (an HTTP API's `ETag` and
+    /// `If-Match`): one guarded write, with no read before it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTransition`] when the machine declares no edge from
+    /// `status` to the event's state (checked before anything is sent);
+    /// [`Error::Conflict`] when the record is no longer there at that state
+    /// and version, with the state and version found; [`Error::NotFound`].
+    ///
+    /// ```
+    /// # use statefold::{Error, Machine, Metadata, Sqlite, Store};
+    /// # #[derive(Debug, Clone, Machine)]
+    /// # #[machine(table = "doors")]
+    /// # enum Door { #[initial] #[from(Open)] Closed { who: String }, #[from(Closed)] Open { who: String } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefold::Error> {
+    /// # let store = Store::<Door, Sqlite>::connect("sqlite::memory:").await?;
+    /// # store.create_tables().await?;
+    /// let door = store.insert(DoorClosed { who: "ada".into() }).await?;
+    /// // The client saw version 1, closed (its ETag), and asks to open.
+    /// let (seen, version) = (DoorStatus::Closed, 1);
+    /// let open = Door::Open { who: "bob".into() };
+    /// store.transition_if_match(door.id(), seen, version, open.clone(), Metadata::new()).await?;
+    /// // The same request again: the record has moved on.
+    /// let error = store.transition_if_match(door.id(), seen, version, open, Metadata::new()).await.unwrap_err();
+    /// assert!(matches!(error, Error::Conflict { actual_version: 2, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn transition_if_match(
+        &self,
+        id: &M::Id,
+        status: M::Status,
+        version: i64,
+        event: M,
+        metadata: Metadata,
+    ) -> Result<M::State, Error> {
+        let write = self.transition_write(id, status, version, event.status(), event.encode(), &metadata)?;
+        match self.write(&write).await? {
+            Some(written) => self.transitioned(written).map(M::into_state),
+            None => Err(self.refusal(id, status, version).await),
         }
     }
 
@@ -200,12 +249,11 @@ impl<M: Machine, B: Backend> Store<M, B> {
         event: M,
         metadata: Metadata,
     ) -> Result<M::State, Error> {
-        let row = self.load_row(&mut **tx, id).await?;
-        let write =
-            self.transition_write(id, row.status(), row.version(), event.status(), event.encode(), &metadata)?;
+        let to = event.status();
+        let write = self.by_id_write(id, to, event.encode(), &metadata)?;
         match self.write_in(tx, &write).await? {
             Some(written) => self.transitioned(written).map(M::into_state),
-            None => Err(self.refusal_on(&mut **tx, id, row.status(), row.version()).await),
+            None => Err(self.refusal_by_id(&mut **tx, id, to).await),
         }
     }
 
@@ -276,6 +324,24 @@ impl<M: Machine, B: Backend> Store<M, B> {
         self.build_write(to, Some(id.to_value()), Some(from), version, encoded, metadata)
     }
 
+    /// The write moving record `id` into `to` from any state `to` may be
+    /// entered from, at any version: the write finds which.
+    fn by_id_write(
+        &self,
+        id: &M::Id,
+        to: M::Status,
+        encoded: Result<Encoded, serde_json::Error>,
+        metadata: &Metadata,
+    ) -> Result<Write, Error> {
+        let encoded = encoded.map_err(|source| Error::Encode { machine: M::DEF.name, source })?;
+        let mut write = self.build_write(to, Some(id.to_value()), None, 0, encoded, metadata)?;
+        let state = &M::DEF.states[to.index()];
+        let names = crate::backend::render::source_names(M::DEF, state);
+        let text = |name: &str| Value::Text(name.to_owned());
+        write.sources = Some(names.map(|(stored, current)| (text(stored), text(current))).collect());
+        Ok(write)
+    }
+
     fn build_write(
         &self,
         to: M::Status,
@@ -306,6 +372,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
                 names.cycle().take(self.inner.sql.queries.guard_names).map(|name| Value::Text(name.to_owned())).collect()
             }),
             version: Value::I64(version),
+            sources: None,
             at: Value::Timestamp(fold::stored_time(Utc::now())),
             columns: columns.collect(),
             payload: Value::Json(encoded.payload),
@@ -372,6 +439,37 @@ impl<M: Machine, B: Backend> Store<M, B> {
             Err(e) => {
                 let _ = savepoint.rollback().await;
                 Err(self.failure(e, write.id.as_ref()))
+            }
+        }
+    }
+
+    /// Why a transition by id into `to` changed nothing: the record is
+    /// gone, or in a state `to` cannot be entered from (or, in a race, it
+    /// left such a state and came back: a conflict).
+    async fn refusal_by_id(&self, conn: &mut Conn<B>, id: &M::Id, to: M::Status) -> Error {
+        let row = match self.find_row(conn, id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Error::NotFound { machine: M::DEF.name, id: id.to_string() },
+            Err(error) => return error,
+        };
+        let def = M::DEF;
+        let from = row.status();
+        if def.can_transition(from.name(), to.name()) {
+            Error::Conflict {
+                machine: def.name,
+                id: id.to_string(),
+                expected_status: from.name(),
+                expected_version: row.version(),
+                actual_status: from.name().to_owned(),
+                actual_version: row.version(),
+            }
+        } else {
+            Error::InvalidTransition {
+                machine: def.name,
+                id: id.to_string(),
+                from: from.name(),
+                to: to.name(),
+                valid: def.sources_of(to.name()).collect(),
             }
         }
     }

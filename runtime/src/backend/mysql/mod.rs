@@ -42,7 +42,12 @@ pub struct MySqlPlan {
     update: Vec<String>,
     insert_event: String,
     select: String,
+    /// The whole row by id, locked for the write's transaction (a transition by id).
+    lock: String,
     row_types: Vec<LogicalType>,
+    /// Per state: the position in the row of each of its fields.
+    state_columns: Vec<Vec<usize>>,
+    guard_names: usize,
 }
 
 /// The type of `id` and `record_id`: text keys need a bounded length to be indexed.
@@ -148,20 +153,42 @@ impl Backend for MySql {
             update: def.states.iter().map(|s| render::update_record(def, s, &mut Params::<Self>::new())).collect(),
             insert_event: render::insert_event_values(def, &mut Params::<Self>::new()),
             select: render::Queries::new::<Self>(def).load,
+            lock: format!("{} FOR UPDATE", render::Queries::new::<Self>(def).load),
             row_types: render::row_types(def),
+            state_columns: render::Queries::new::<Self>(def).state_columns,
+            guard_names: render::guard_names(def),
         }
     }
 
     super::query_methods!();
 
     async fn write(conn: &mut Conn<Self>, plan: &MySqlPlan, write: &Write) -> Result<Option<Written>, sqlx::Error> {
-        let (id, version, row) = if write.from.is_none() {
+        let (id, version, row) = if write.is_insert() {
             let done = super::execute::<Self>(conn, &plan.insert[write.state], &write.record_binds()).await?;
             let id = match &write.id {
                 Some(id) => id.clone(),
                 None => Value::I64(last_insert_id(done.last_insert_id())?),
             };
             (id, Value::I64(1), None)
+        } else if write.sources.is_some() {
+            // By id: the row, locked, is the guard, and with the write's
+            // columns it is the new row: no read after the update.
+            let key = [(write.id.as_ref().unwrap_or(&Value::Null), write.id_type)];
+            let Some(mut row) = super::fetch_optional::<Self>(conn, &plan.lock, &key, &plan.row_types).await? else {
+                return Ok(None);
+            };
+            let Value::I64(version) = row[2] else { return Ok(None) };
+            let Some(exact) = write.found(&row[1], version, plan.guard_names) else { return Ok(None) };
+            super::execute::<Self>(conn, &plan.update[write.state], &exact.update_binds()).await?;
+            row[1] = write.status.clone();
+            row[2] = Value::I64(version + 1);
+            row[4] = write.at.clone();
+            for ((value, _), &i) in write.columns.iter().zip(&plan.state_columns[write.state]) {
+                row[5 + i] = value.clone();
+            }
+            let event = exact.event_values_binds(&row[0], &row[2]);
+            let done = super::execute::<Self>(conn, &plan.insert_event, &event).await?;
+            return Ok(Some(Written { id: row[0].clone(), row: Some(row), position: last_insert_id(done.last_insert_id())? }));
         } else {
             let done = super::execute::<Self>(conn, &plan.update[write.state], &write.update_binds()).await?;
             if done.rows_affected() == 0 {

@@ -50,6 +50,9 @@ impl super::sealed::Sealed for Postgres {}
 pub struct PostgresPlan {
     insert: [Vec<String>; 2],
     transition: [Vec<String>; 2],
+    /// A transition by id: legality in the `WHERE` clause (the row in one
+    /// of the entered state's sources), `from_status` from the row as it was.
+    by_id: [Vec<String>; 2],
     /// A transition's result: the whole row, then the event's position.
     transition_types: Vec<LogicalType>,
 }
@@ -165,6 +168,43 @@ impl Backend for Postgres {
                 render::record_columns::<Self>(def)
             )
         };
+        let by_id = |state: &'static crate::schema::StateDef, with_notify| {
+            let (old, t, from) = (q("old"), q("t"), q("sf_from"));
+            let (table, status) = (q(def.table), q("status"));
+            let mut p = Params::<Self>::new();
+            let mut sets = vec![
+                format!("{status} = {}", p.next()),
+                format!("{version} = {t}.{version} + 1"),
+                format!("{} = {}", q("updated_at"), p.next()),
+            ];
+            sets.extend(state.fields.iter().map(|f| format!("{} = {}", q(f), p.next())));
+            let key = p.next();
+            let names: Vec<String> = render::source_names(def, state).map(|_| p.next()).collect();
+            // The event records the state's current name, whatever the row still holds.
+            let whens: Vec<String> = names.iter().map(|stored| format!("WHEN {stored} THEN {}", p.next())).collect();
+            let from_name =
+                if whens.is_empty() { "NULL".to_owned() } else { format!("CASE {old}.{status} {} END", whens.join(" ")) };
+            let (kind, to, payload, metadata, at) = (p.next(), p.next(), p.next(), p.next(), p.next());
+            let (cte, notify_from) = notify(&mut p, with_notify);
+            let columns: Vec<&str> =
+                crate::schema::RESERVED_COLUMNS.into_iter().chain(def.columns.iter().map(|c| c.name)).collect();
+            let of = |table: &str| columns.iter().map(|c| format!("{table}.{}", q(c))).collect::<Vec<_>>().join(", ");
+            // No source, no row can be in one: the statement changes nothing.
+            let guard = if names.is_empty() { "FALSE".to_owned() } else { format!("{status} IN ({})", names.join(", ")) };
+            format!(
+                "WITH {old} AS (SELECT {id}, {status} FROM {table} WHERE {id} = {key} AND {guard} FOR UPDATE), \
+                 {upd} AS (UPDATE {table} AS {t} SET {} FROM {old} WHERE {t}.{id} = {old}.{id} \
+                 RETURNING {}, {from_name} AS {from}), \
+                 {ev} AS (INSERT INTO {} ({}) SELECT {id}, {kind}, {from}, {to}, {version}, {payload}, {metadata}, {at} \
+                 FROM {upd} RETURNING {id}){cte} \
+                 SELECT {}, {ev}.{id} FROM {upd}, {ev}{notify_from}",
+                sets.join(", "),
+                of(&t),
+                q(def.events_table),
+                render::list::<Self>(&render::EVENT_COLUMNS[1..]),
+                of(&upd),
+            )
+        };
         let mut transition_types = render::row_types(def);
         transition_types.push(LogicalType::I64);
         let per_state = |render: &dyn Fn(&'static crate::schema::StateDef, bool) -> String, with_notify| {
@@ -173,6 +213,7 @@ impl Backend for Postgres {
         PostgresPlan {
             insert: [per_state(&insert, false), per_state(&insert, true)],
             transition: [per_state(&transition, false), per_state(&transition, true)],
+            by_id: [per_state(&by_id, false), per_state(&by_id, true)],
             transition_types,
         }
     }
@@ -182,7 +223,7 @@ impl Backend for Postgres {
     async fn write(conn: &mut Conn<Self>, plan: &PostgresPlan, write: &Write) -> Result<Option<Written>, sqlx::Error> {
         let variant = usize::from(write.notify.is_some());
         let notify = write.notify.as_ref().map(|channel| (channel, LogicalType::Text));
-        if write.from.is_none() {
+        if write.is_insert() {
             let mut binds = write.record_binds();
             binds.extend(write.event_select_binds());
             binds.extend(notify);
@@ -192,10 +233,16 @@ impl Backend for Postgres {
             let (id, position) = (row.next().unwrap_or(Value::Null), row.next().unwrap_or(Value::Null));
             return Ok(Some(Written { id, row: None, position: super::position(position)? }));
         }
-        let mut binds = write.update_binds();
-        binds.extend(write.event_select_binds());
-        binds.extend(notify);
-        let sql = &plan.transition[variant][write.state];
+        let (binds, sql) = if write.sources.is_some() {
+            let mut binds = write.by_id_binds();
+            binds.extend(notify);
+            (binds, &plan.by_id[variant][write.state])
+        } else {
+            let mut binds = write.update_binds();
+            binds.extend(write.event_select_binds());
+            binds.extend(notify);
+            (binds, &plan.transition[variant][write.state])
+        };
         let row = super::fetch_optional::<Self>(conn, sql, &binds, &plan.transition_types).await?;
         let Some(mut row) = row else { return Ok(None) };
         let position = super::position(row.pop().unwrap_or(Value::Null))?;

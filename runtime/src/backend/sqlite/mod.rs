@@ -43,6 +43,10 @@ pub struct SqlitePlan {
     update: Vec<String>,
     insert_event: String,
     row_types: Vec<LogicalType>,
+    /// A row's status and version by id (inside the write's transaction,
+    /// which holds the write lock: a transition by id reads, then writes).
+    head: String,
+    guard_names: usize,
 }
 
 impl Backend for Sqlite {
@@ -136,13 +140,33 @@ impl Backend for Sqlite {
                 .collect(),
             insert_event: returning(render::insert_event_values(def, &mut Params::<Self>::new()), &id),
             row_types: render::row_types(def),
+            head: render::Queries::new::<Self>(def).head,
+            guard_names: render::guard_names(def),
         }
     }
 
     super::query_methods!();
 
     async fn write(conn: &mut Conn<Self>, plan: &SqlitePlan, write: &Write) -> Result<Option<Written>, sqlx::Error> {
-        let (id, version, row) = if write.from.is_none() {
+        let found;
+        let write = match &write.sources {
+            // By id: the row's state, read under the write lock, is the guard.
+            Some(_) => {
+                let key = [(write.id.as_ref().unwrap_or(&Value::Null), write.id_type)];
+                let row = super::fetch_optional::<Self>(conn, &plan.head, &key, &[LogicalType::Text, LogicalType::I64])
+                    .await?;
+                let Some([status, Value::I64(version)]) = row.as_deref() else { return Ok(None) };
+                match write.found(status, *version, plan.guard_names) {
+                    Some(exact) => {
+                        found = exact;
+                        &found
+                    }
+                    None => return Ok(None),
+                }
+            }
+            None => write,
+        };
+        let (id, version, row) = if write.is_insert() {
             let id =
                 super::fetch_optional::<Self>(conn, &plan.insert[write.state], &write.record_binds(), &[write.id_type])
                     .await?;

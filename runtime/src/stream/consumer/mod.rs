@@ -37,9 +37,9 @@ use std::time::Duration;
 /// A named consumer of a machine's events: a durable, forward-only cursor
 /// in `statefold_cursors`, a [`Handler`] run in the cursor's transaction,
 /// retries with [`Backoff`], optional filters and shards, and a lease in
-/// `statefold_leases` so that one instance per name and shard runs at a
-/// time across processes (the others wait and take over when it stops or
-/// its lease expires). The shared tables must exist
+/// `statefold_leases` so that one run per name and shard works at a time,
+/// in one process or across many (the others wait and take over when it
+/// stops or its lease expires). The shared tables must exist
 /// ([`Store::create_support_tables`] or a migration).
 ///
 /// ```
@@ -67,8 +67,8 @@ use std::time::Duration;
 ///
 /// let consumer = Consumer::new(&store, "log");
 /// let mut log = Log(Vec::new());
-/// // Replays the log up to its present end, then returns.
-/// consumer.rebuild(&mut log, std::future::pending()).await?;
+/// // Handles the log up to its present end, then returns.
+/// consumer.catch_up(&mut log).await?;
 /// assert_eq!(log.0, ["1 Closed"]);
 /// assert_eq!(consumer.position().await?.id(), 1);
 /// # Ok(())
