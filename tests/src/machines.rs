@@ -61,6 +61,22 @@ pub enum Ticket {
     },
 }
 
+/// A lamp whose `On` may be entered again from `On` (a self-loop: a new wattage).
+#[derive(Machine, Clone, Debug, PartialEq)]
+#[machine(table = "lamps")]
+pub enum Lamp {
+    /// Switched off.
+    #[initial]
+    #[from(On)]
+    Off,
+    /// Switched on, or its bulb changed.
+    #[from(Off, On)]
+    On {
+        /// The bulb's power.
+        watts: i32,
+    },
+}
+
 /// An account keyed by a caller-supplied string.
 #[derive(Machine, Clone, Debug, PartialEq)]
 #[machine(table = "accounts", id = String)]

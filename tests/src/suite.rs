@@ -8,6 +8,7 @@ use crate::machines::{
     OrderPlaced, OrderShipped, OrderState, OrderStatus, Sample, SampleChecked, SampleState, SampleStatus, SampleTaken,
     Ticket, TicketClosed, TicketOpen, TicketState, TicketStatus,
 };
+use crate::machines::{Lamp, LampOff, LampState, LampStatus};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use statefold::{Error, Fate, FaultPoint, Metadata, Page, Problem, Store, Transition, Value};
 use std::collections::BTreeMap;
@@ -23,6 +24,9 @@ macro_rules! suite {
             dynamic_transition_checks_edges,
             stale_version_conflicts,
             thirty_two_racers_one_winner,
+            commands_by_id_report_every_refusal,
+            commands_by_id_follow_self_loops_and_every_key_type,
+            sixty_four_commands_by_id_one_winner,
             caller_transaction_commits_or_rolls_back_together,
             as_of_folds_events_up_to_a_time,
             audit_reports_a_corrupted_row,
@@ -255,6 +259,114 @@ pub async fn thirty_two_racers_one_winner<B: TestBackend>() {
     assert_eq!(version_and_events(&store, *order.id()).await, (2, 2));
     let row = store.load(order.id()).await.unwrap().into_row();
     assert_eq!(row.payment_ref, winners[0].row().payment_ref);
+    assert!(store.audit().await.unwrap().is_clean());
+}
+
+/// A command by id (one statement on PostgreSQL) refuses with the same typed
+/// errors as ever, writing nothing: a record that does not exist, a state the
+/// event's state cannot be entered from (with the valid sources), and, with
+/// If-Match, a record no longer at the state and version the client saw.
+pub async fn commands_by_id_report_every_refusal<B: TestBackend>() {
+    let Some(db) = B::create("by_id").await else { return };
+    let store = db.store::<Order>().await;
+    let order = store.insert(placed("ada", 4200)).await.unwrap();
+    let id = *order.id();
+
+    let missing = store.transition(&999, Order::Paid { payment_ref: "p".into() }, Metadata::new()).await;
+    assert!(matches!(&missing, Err(Error::NotFound { id, .. }) if id == "999"), "{missing:?}");
+
+    let ship = Order::Shipped { tracking: "1Z".into() };
+    let refused = store.transition(&id, ship.clone(), Metadata::new()).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::InvalidTransition { from: "Placed", to: "Shipped", valid, .. } if valid == &["Paid"]),
+        "{refused}"
+    );
+    assert_eq!(version_and_events(&store, id).await, (1, 1), "nothing written");
+
+    // A state with several sources: entered from the one the row is in, recorded as such.
+    let cancelled = store.transition(&id, Order::Cancelled { reason: "changed mind".into() }, Metadata::new()).await;
+    assert!(matches!(cancelled.unwrap(), OrderState::Cancelled(_)));
+    let history = store.history(&id).await.unwrap();
+    assert_eq!((history[1].from, history[1].to, history[1].version), (Some(OrderStatus::Placed), OrderStatus::Cancelled, 2));
+
+    // If-Match: the client saw Placed at version 1; the record has moved on.
+    let pay = Order::Paid { payment_ref: "p".into() };
+    let stale = store.transition_if_match(&id, OrderStatus::Placed, 1, pay.clone(), Metadata::new()).await.unwrap_err();
+    assert!(
+        matches!(&stale, Error::Conflict { expected_status: "Placed", expected_version: 1, actual_status, actual_version: 2, .. } if actual_status == "Cancelled"),
+        "{stale}"
+    );
+    // An edge the machine does not declare is refused before anything is sent.
+    let illegal = store.transition_if_match(&id, OrderStatus::Cancelled, 2, pay, Metadata::new()).await.unwrap_err();
+    assert!(matches!(illegal, Error::InvalidTransition { from: "Cancelled", to: "Paid", .. }), "{illegal}");
+    // And a fresh order at the version the client saw moves.
+    let fresh = store.insert(placed("bob", 10)).await.unwrap();
+    let paid = Order::Paid { payment_ref: "q".into() };
+    let moved = store.transition_if_match(fresh.id(), OrderStatus::Placed, 1, paid, Metadata::new()).await.unwrap();
+    assert_eq!(moved.row().version, 2);
+    assert_eq!(version_and_events(&store, id).await, (2, 2));
+    assert!(store.audit().await.unwrap().is_clean());
+}
+
+/// Commands by id enter a state from itself (a self-loop) as often as asked,
+/// and work with keys of every type.
+pub async fn commands_by_id_follow_self_loops_and_every_key_type<B: TestBackend>() {
+    let Some(db) = B::create("by_id_keys").await else { return };
+    let lamps = db.store::<Lamp>().await;
+    let lamp = lamps.insert(LampOff).await.unwrap();
+    for watts in [40, 60, 100] {
+        lamps.transition(lamp.id(), Lamp::On { watts }, Metadata::new()).await.unwrap();
+    }
+    let LampState::On(on) = lamps.load(lamp.id()).await.unwrap() else { panic!("the lamp is on") };
+    assert_eq!((on.row().watts, on.version()), (Some(100), 4));
+    let history = lamps.history(lamp.id()).await.unwrap();
+    assert_eq!(history[3].from, Some(LampStatus::On), "a self-loop records where it came from");
+    assert!(lamps.audit().await.unwrap().is_clean());
+
+    let tickets = db.store::<Ticket>().await;
+    let key = Uuid::new_v4();
+    tickets.insert_with_id(key, TicketOpen { title: "broken".into() }).await.unwrap();
+    tickets.transition(&key, Ticket::Closed { resolution: "fixed".into() }, Metadata::new()).await.unwrap();
+    let reopened = tickets.transition(&key, Ticket::Open { title: "again".into() }, Metadata::new()).await.unwrap();
+    assert!(matches!(reopened, TicketState::Open(_)));
+    let unknown = Uuid::new_v4();
+    let missing = tickets.transition(&unknown, Ticket::Closed { resolution: "x".into() }, Metadata::new()).await;
+    assert!(matches!(missing, Err(Error::NotFound { .. })));
+
+    let accounts = db.store::<Account>().await;
+    accounts.insert_with_id("ada".to_owned(), AccountActive { email: "ada@example.com".into() }).await.unwrap();
+    let ada = "ada".to_owned();
+    let frozen = accounts.transition(&ada, Account::Frozen { reason: "audit".into() }, Metadata::new()).await;
+    assert!(matches!(frozen.unwrap(), AccountState::Frozen(_)));
+}
+
+/// When 64 tasks send the same command by id at once, exactly one moves the
+/// record; the others are told it is no longer in a state that allows it
+/// (or, having raced, that it changed); the row has one new event.
+pub async fn sixty_four_commands_by_id_one_winner<B: TestBackend>() {
+    let Some(db) = B::create("race_by_id").await else { return };
+    let store = db.store::<Order>().await;
+    let order = store.insert(placed("ada", 4200)).await.unwrap();
+    let id = *order.id();
+    let tasks: Vec<_> = (0..64)
+        .map(|n| {
+            let store = store.clone();
+            let pay = Order::Paid { payment_ref: format!("pay_{n}") };
+            tokio::spawn(async move { store.transition(&id, pay, Metadata::new()).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.expect("the task runs") {
+            Ok(state) => winners.push(state.into_row()),
+            Err(Error::InvalidTransition { from: "Paid", to: "Paid", .. }) => {}
+            Err(Error::Conflict { .. }) => {}
+            Err(other) => panic!("expected a refusal, got {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(version_and_events(&store, id).await, (2, 2));
+    assert_eq!(store.load(&id).await.unwrap().into_row().payment_ref, winners[0].payment_ref);
     assert!(store.audit().await.unwrap().is_clean());
 }
 
