@@ -39,7 +39,7 @@ pub use fate::{Fate, FaultPoint};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use fold::{AuditReport, Mismatch, Problem};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub use store::{NewRecord, Page, Store, Tx};
+pub use store::{NewRecord, Page, Repair, RepairOptions, RepairReport, Store, Tx};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use stream::{
     Backoff, Consumer, EventStream, Handler, HandlerError, InvalidPosition, Position, Projection, Start, StreamOptions,

@@ -163,8 +163,9 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// `CREATE TABLE IF NOT EXISTS` for the tables every machine's consumers
     /// share, in order: `statefold_cursors` (one durable, forward-only
     /// position per stream and consumer), `statefold_leases` (which instance
-    /// runs a consumer, until when) and `statefold_dead_letters` (events a
-    /// consumer gave up on, with the error). Include them in a migration once
+    /// runs a consumer, until when), `statefold_dead_letters` (events a
+    /// consumer gave up on, with the error) and `statefold_repairs` (rows
+    /// rewritten from their events by [`Store::repair`](crate::Store::repair)). Include them in a migration once
     /// per database, or create them at run time with
     /// [`Store::create_support_tables`](crate::Store::create_support_tables).
     ///
@@ -195,6 +196,11 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// The statement opening the store's write transactions (`None`: the default `BEGIN`).
     #[doc(hidden)]
     const BEGIN_WRITE: Option<&'static str>;
+
+    /// What locks the rows a `SELECT` reads until the transaction ends
+    /// (empty where the write transaction already holds the database's lock).
+    #[doc(hidden)]
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 
     /// The statement opening a read-only transaction over one consistent snapshot.
     #[doc(hidden)]

@@ -12,9 +12,11 @@ mod audit;
 mod decode;
 mod notify;
 mod read;
+mod repair;
 mod tx;
 mod write;
 
+pub use repair::{Repair, RepairOptions, RepairReport};
 pub use tx::Tx;
 
 pub(crate) use notify::Notifier;
@@ -248,7 +250,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
     }
 
     /// Creates the tables shared by consumers if they do not exist
-    /// ([`Backend::support_tables_sql`]): cursors, leases, dead letters.
+    /// ([`Backend::support_tables_sql`]): cursors, leases, dead letters, repairs.
     /// Migrations do this in production.
     ///
     /// # Errors

@@ -119,6 +119,8 @@ impl Backend for Sqlite {
 
     const ONE_STATEMENT: bool = false;
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    /// Nothing: a write transaction holds the database's write lock.
+    const FOR_UPDATE: &'static str = "";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
 
     type Plan = SqlitePlan;
