@@ -21,6 +21,7 @@
 //! orders migrations check --dir migrations
 //! orders migrations apply --database-url postgres://localhost/app --dir migrations
 //! orders diagram --format mermaid
+//! orders verify --database-url postgres://localhost/app           # the tables match the code
 //! orders audit --database-url postgres://localhost/app
 //! orders repair --database-url postgres://localhost/app            # a dry run
 //! orders repair --database-url postgres://localhost/app --apply --actor ops
@@ -49,6 +50,7 @@ pub struct Cli {
 /// backend the URL names.
 #[derive(Debug, Clone, Copy)]
 struct Steward {
+    verify: fn(String) -> BoxFuture<'static, Result<(), Error>>,
     audit: fn(String) -> BoxFuture<'static, Result<AuditReport, Error>>,
     repair: fn(String, RepairOptions, Progress) -> BoxFuture<'static, Result<RepairReport, Error>>,
 }
@@ -59,6 +61,7 @@ type Progress = Box<dyn FnMut(usize, usize) + Send>;
 impl Steward {
     fn of<M: Machine>() -> Self {
         Self {
+            verify: |url| Box::pin(async move { steward_store!(M, url, store => store.check_schema().await) }),
             audit: |url| Box::pin(async move { steward_store!(M, url, store => store.audit().await) }),
             repair: |url, options, progress| {
                 Box::pin(async move { steward_store!(M, url, store => store.repair_with(options, progress).await) })
@@ -153,6 +156,11 @@ enum Top {
     /// Generate, check and apply migrations.
     #[command(subcommand)]
     Migrations(MigrationsCommand),
+    /// Compare a database's tables with the declarations: fail naming what is missing (run it at deploy time).
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
     /// Fold every record's events and compare them with its row; fail when any differs.
     Audit {
         #[command(flatten)]
@@ -438,6 +446,12 @@ impl Cli {
                 out.write_all(script.as_bytes()).map_err(io)?;
             }
             Top::Migrations(command) => self.migrations(command, out).await?,
+            Top::Verify { database } => {
+                for (def, steward) in self.selected(None)? {
+                    (steward.verify)(checked_url(&database.database_url)?).await?;
+                    writeln!(out, "{}: the tables match the declaration", def.name).map_err(io)?;
+                }
+            }
             Top::Audit { database, machine } => {
                 let mut unclean = None;
                 for (_, steward) in self.selected(machine.as_deref())? {

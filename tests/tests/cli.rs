@@ -263,6 +263,10 @@ async fn audit_and_repair_through_the_cli<B: TestBackend>() {
     let shop = || Cli::new("shop").machine::<Order>();
     let url = db.url.clone();
 
+    let verified = run_as("shop", shop(), &["verify", "--database-url", &url]).await.unwrap();
+    assert!(verified.contains("Order: the tables match the declaration"), "{verified}");
+    let behind = run_as("shop", cli(), &["verify", "--database-url", &url]).await.unwrap_err();
+    assert!(behind.to_string().contains("table `tickets` does not exist"), "{behind}");
     let unclean = run_as("shop", shop(), &["audit", "--database-url", &url]).await.unwrap_err();
     assert!(matches!(unclean, CliError::Unclean(_)), "{unclean}");
     assert!(unclean.to_string().contains("column `amount_cents` is 1 in the row but 4200 by its events"), "{unclean}");

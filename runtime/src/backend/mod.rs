@@ -58,9 +58,9 @@ use std::future::Future;
 /// }
 ///
 /// let ddl = Sqlite::create_tables_sql(Lamp::DEF);
-/// assert!(ddl[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "lamps""#));
-/// assert!(ddl[0].contains(r#""watts" INTEGER"#));
-/// assert!(ddl[1].starts_with(r#"CREATE TABLE IF NOT EXISTS "lamp_events""#));
+/// assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS `lamps`"));
+/// assert!(ddl[0].contains("`watts` INTEGER"));
+/// assert!(ddl[1].starts_with("CREATE TABLE IF NOT EXISTS `lamp_events`"));
 /// ```
 pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 'static {
     /// The sqlx database driving this backend.
@@ -94,8 +94,8 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     ///
     /// ```
     /// use statefold::{Backend, Sqlite};
-    /// assert_eq!(Sqlite::quote_ident("order"), r#""order""#);
-    /// assert_eq!(Sqlite::quote_ident(r#"a"b"#), r#""a""b""#);
+    /// assert_eq!(Sqlite::quote_ident("order"), "`order`");
+    /// assert_eq!(Sqlite::quote_ident("a`b"), "`a``b`");
     /// ```
     fn quote_ident(ident: &str) -> String;
 
@@ -112,7 +112,7 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// ```
     /// use statefold::{Backend, ColumnDef, LogicalType, Sqlite};
     /// let column = ColumnDef { name: "amount_cents", ty: LogicalType::I64, nullable: false, indexed: false };
-    /// assert_eq!(Sqlite::column_sql(&column), r#""amount_cents" INTEGER NOT NULL"#);
+    /// assert_eq!(Sqlite::column_sql(&column), "`amount_cents` INTEGER NOT NULL");
     /// ```
     fn column_sql(column: &ColumnDef) -> String {
         let null = if column.nullable { "" } else { " NOT NULL" };
@@ -249,6 +249,15 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
         plan: &'a Self::Plan,
         write: &'a Write,
     ) -> impl Future<Output = Result<Option<Written>, sqlx::Error>> + Send + 'a;
+
+    /// The query listing a table's columns (binds: table), as the schema
+    /// check reads them; one name a row, lower case.
+    #[doc(hidden)]
+    const COLUMNS_SQL: &'static str;
+
+    /// The query listing a table's named indexes (binds: table); one name a row.
+    #[doc(hidden)]
+    const INDEXES_SQL: &'static str;
 
     /// What a database error means, from the backend's error codes.
     #[doc(hidden)]
@@ -473,6 +482,8 @@ pub enum Failure {
     LockTimeout,
     /// The user lacks a privilege the statement needs.
     AccessDenied,
+    /// The named column does not exist: the code is ahead of the migrations.
+    MissingColumn(String),
     /// Anything else.
     Other,
 }
@@ -611,6 +622,10 @@ pub(crate) fn failure<B: Backend>(error: sqlx::Error, machine: &'static str, id:
     match B::classify(&error) {
         Failure::Unique => Error::Duplicate { machine, id: id.map(crate::fold::id_text), message: message(&error) },
         Failure::MissingTable(table) => Error::MissingTable { table },
+        Failure::MissingColumn(column) => Error::SchemaMismatch {
+            machine,
+            problems: vec![format!("column `{column}` does not exist")],
+        },
         Failure::Unrepresentable => Error::Unrepresentable { backend: B::NAME, message: message(&error) },
         Failure::LockTimeout | Failure::AccessDenied | Failure::Other => Error::Database(error),
     }

@@ -13,6 +13,7 @@ mod decode;
 mod notify;
 mod read;
 mod repair;
+mod schema;
 mod tx;
 mod write;
 

@@ -203,6 +203,11 @@ impl Backend for MySql {
         Ok(Some(Written { id, row, position: last_insert_id(done.last_insert_id())? }))
     }
 
+    const COLUMNS_SQL: &'static str = "SELECT LOWER(CAST(column_name AS CHAR)) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = ?";
+    const INDEXES_SQL: &'static str = "SELECT DISTINCT CAST(index_name AS CHAR) FROM information_schema.statistics \
+         WHERE table_schema = DATABASE() AND table_name = ?";
+
     /// Holes in the ids are probed with locking reads.
     type Log = MySqlLog;
 
@@ -231,6 +236,8 @@ impl Backend for MySql {
             }
             // ER_LOCK_WAIT_TIMEOUT
             1205 => Failure::LockTimeout,
+            // ER_BAD_FIELD_ERROR: `Unknown column 'days' in 'field list'`
+            1054 => Failure::MissingColumn(mysql.message().split('\'').nth(1).unwrap_or(mysql.message()).to_owned()),
             // ER_SPECIFIC_ACCESS_DENIED_ERROR: `you need the PROCESS privilege`
             1227 => Failure::AccessDenied,
             _ => Failure::Other,

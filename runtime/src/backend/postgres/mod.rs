@@ -264,6 +264,11 @@ impl Backend for Postgres {
 
     const NOTIFIES: bool = true;
 
+    const COLUMNS_SQL: &'static str = "SELECT lower(column_name::text) FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1";
+    const INDEXES_SQL: &'static str =
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1";
+
     async fn listen(pool: &Pool<Self::Db>, channel: &str) -> Result<Option<WakeUps>, sqlx::Error> {
         listen::subscribe(pool, channel).await.map(Some)
     }
@@ -274,6 +279,8 @@ impl Backend for Postgres {
             Some("23505") => Failure::Unique,
             // `relation "orders" does not exist`
             Some("42P01") => Failure::MissingTable(db.message().split('"').nth(1).unwrap_or(db.message()).to_owned()),
+            // `column "days" does not exist`, `column "days" of relation "loans" does not exist`
+            Some("42703") => Failure::MissingColumn(db.message().split('"').nth(1).unwrap_or(db.message()).to_owned()),
             // A NUL in text (22021) or in a JSON string (22P05).
             Some("22021" | "22P05") => Failure::Unrepresentable,
             _ => Failure::Other,

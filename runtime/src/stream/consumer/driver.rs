@@ -477,6 +477,7 @@ fn ends_run(error: &Error) -> bool {
         | Error::IdGenerated { .. }
         | Error::Duplicate { .. }
         | Error::PrivilegeRequired { .. }
-        | Error::InvalidPosition { .. } => true,
+        | Error::InvalidPosition { .. }
+        | Error::SchemaMismatch { .. } => true,
     }
 }
