@@ -30,8 +30,8 @@
 use crate::migrate::{bullets, first_file_name, Generate, Generated, MigrationError, Migrations};
 use crate::schema::MachineDef;
 use crate::{AuditReport, Error, Machine, RepairOptions, RepairReport};
-use futures::future::BoxFuture;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::future::BoxFuture;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -357,7 +357,10 @@ macro_rules! steward_store {
                 $body
             }
             // The URL was checked; a backend left out of the build cannot connect.
-            _ => Err(Error::InvalidUrl { backend: "statefold", reason: "this binary was built without that backend's feature".to_owned() }),
+            _ => Err(Error::InvalidUrl {
+                backend: "statefold",
+                reason: "this binary was built without that backend's feature".to_owned(),
+            }),
         }
     }};
 }

@@ -22,14 +22,14 @@ mod store;
 pub mod stream;
 mod value;
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub use backend::{Backend, Blocker};
 #[cfg(feature = "mysql")]
 pub use backend::MySql;
 #[cfg(feature = "postgres")]
 pub use backend::Postgres;
 #[cfg(feature = "sqlite")]
 pub use backend::Sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use backend::{Backend, Blocker};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use envelope::Envelope;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]

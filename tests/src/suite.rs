@@ -288,7 +288,10 @@ pub async fn commands_by_id_report_every_refusal<B: TestBackend>() {
     let cancelled = store.transition(&id, Order::Cancelled { reason: "changed mind".into() }, Metadata::new()).await;
     assert!(matches!(cancelled.unwrap(), OrderState::Cancelled(_)));
     let history = store.history(&id).await.unwrap();
-    assert_eq!((history[1].from, history[1].to, history[1].version), (Some(OrderStatus::Placed), OrderStatus::Cancelled, 2));
+    assert_eq!(
+        (history[1].from, history[1].to, history[1].version),
+        (Some(OrderStatus::Placed), OrderStatus::Cancelled, 2)
+    );
 
     // If-Match: the client saw Placed at version 1; the record has moved on.
     let pay = Order::Paid { payment_ref: "p".into() };
@@ -540,7 +543,15 @@ pub async fn repair_rewrites_tampered_rows_and_never_loses_a_transition<B: TestB
     let amount = format!("UPDATE {orders} SET {} = {} WHERE {} = {}", q("amount_cents"), p(1), q("id"), p(2));
     db.execute(&amount, vec![Arg::I64(1), Arg::I64(ids[0])]).await;
     db.execute(&amount, vec![Arg::I64(2), Arg::I64(ids[2])]).await;
-    let status = format!("UPDATE {orders} SET {} = {}, {} = {} WHERE {} = {}", q("status"), p(1), q("version"), p(2), q("id"), p(3));
+    let status = format!(
+        "UPDATE {orders} SET {} = {}, {} = {} WHERE {} = {}",
+        q("status"),
+        p(1),
+        q("version"),
+        p(2),
+        q("id"),
+        p(3)
+    );
     db.execute(&status, vec![Arg::Text("shipped".into()), Arg::I64(9), Arg::I64(ids[1])]).await;
     let audit = store.audit().await.unwrap();
     assert!(!audit.is_clean());
@@ -561,7 +572,9 @@ pub async fn repair_rewrites_tampered_rows_and_never_loses_a_transition<B: TestB
     let racer = {
         let store = store.clone();
         let id = ids[2];
-        tokio::spawn(async move { store.transition(&id, Order::Paid { payment_ref: "late".into() }, Metadata::new()).await })
+        tokio::spawn(
+            async move { store.transition(&id, Order::Paid { payment_ref: "late".into() }, Metadata::new()).await },
+        )
     };
     let applied = store.repair(RepairOptions::apply("ops")).await.unwrap();
     racer.await.unwrap().expect("the transition goes through");

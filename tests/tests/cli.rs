@@ -273,7 +273,8 @@ async fn audit_and_repair_through_the_cli<B: TestBackend>() {
     let dry = run_as("shop", shop(), &["repair", "--database-url", &url]).await.unwrap();
     assert!(dry.contains("would repair 1 record(s)") && dry.contains("amount_cents 1 -> 4200"), "{dry}");
     assert!(run_as("shop", shop(), &["audit", "--database-url", &url]).await.is_err(), "a dry run changes nothing");
-    let applied = run_as("shop", shop(), &["repair", "--database-url", &url, "--apply", "--actor", "ops"]).await.unwrap();
+    let applied =
+        run_as("shop", shop(), &["repair", "--database-url", &url, "--apply", "--actor", "ops"]).await.unwrap();
     assert!(applied.contains("repaired 1 record(s)"), "{applied}");
     let clean = run_as("shop", shop(), &["audit", "--database-url", &url]).await.unwrap();
     assert!(clean.contains("no mismatch"), "{clean}");

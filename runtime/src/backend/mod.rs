@@ -618,14 +618,14 @@ fn position(value: Value) -> Result<i64, sqlx::Error> {
 /// A database error as the store and streams report it; `id` is the record
 /// written, if known.
 pub(crate) fn failure<B: Backend>(error: sqlx::Error, machine: &'static str, id: Option<&Value>) -> Error {
-    let message = |error: &sqlx::Error| error.as_database_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
+    let message =
+        |error: &sqlx::Error| error.as_database_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
     match B::classify(&error) {
         Failure::Unique => Error::Duplicate { machine, id: id.map(crate::fold::id_text), message: message(&error) },
         Failure::MissingTable(table) => Error::MissingTable { table },
-        Failure::MissingColumn(column) => Error::SchemaMismatch {
-            machine,
-            problems: vec![format!("column `{column}` does not exist")],
-        },
+        Failure::MissingColumn(column) => {
+            Error::SchemaMismatch { machine, problems: vec![format!("column `{column}` does not exist")] }
+        }
         Failure::Unrepresentable => Error::Unrepresentable { backend: B::NAME, message: message(&error) },
         Failure::LockTimeout | Failure::AccessDenied | Failure::Other => Error::Database(error),
     }

@@ -158,7 +158,9 @@ impl<M: Machine, B: Backend> Store<M, B> {
                     .skipped
                     .push((mismatch.record.clone(), "a row but no event: nothing to rebuild it from".to_owned())),
                 Problem::History { .. } => {
-                    report.skipped.push((mismatch.record.clone(), format!("its events do not fold: {}", mismatch.problem)));
+                    report
+                        .skipped
+                        .push((mismatch.record.clone(), format!("its events do not fold: {}", mismatch.problem)));
                 }
                 _ if records.last() == Some(&mismatch.record.as_str()) => {}
                 _ => records.push(&mismatch.record),
@@ -177,7 +179,11 @@ impl<M: Machine, B: Backend> Store<M, B> {
 
     /// Repairs one record in a transaction of its own; `Err(why)` when it
     /// is left as it is.
-    async fn repair_record(&self, record: &str, options: &RepairOptions) -> Result<Result<Option<Repair>, String>, Error> {
+    async fn repair_record(
+        &self,
+        record: &str,
+        options: &RepairOptions,
+    ) -> Result<Result<Option<Repair>, String>, Error> {
         let id = match M::Id::from_value(Value::Text(record.to_owned())).or_else(|_| parse_id::<M>(record)) {
             Ok(id) => id,
             Err(error) => return Ok(Err(format!("its id does not read back: {error}"))),
@@ -201,7 +207,9 @@ impl<M: Machine, B: Backend> Store<M, B> {
             Ok(None) => return Ok(Err("a row but no event".to_owned())),
             Err(problem) => return Ok(Err(format!("its events do not fold: {problem}"))),
         };
-        let names = ["id", "status", "version", "created_at", "updated_at"].into_iter().chain(M::DEF.columns.iter().map(|c| c.name));
+        let names = ["id", "status", "version", "created_at", "updated_at"]
+            .into_iter()
+            .chain(M::DEF.columns.iter().map(|c| c.name));
         let changes: Vec<(&'static str, Value, Value)> = names
             .zip(row.iter().zip(&folded))
             .filter(|(_, (row, folded))| !fold::same(row, folded))
@@ -226,7 +234,9 @@ impl<M: Machine, B: Backend> Store<M, B> {
             return Ok(Err("it changed while the repair ran; run the repair again".to_owned()));
         }
         let snapshot = |values: &[Value]| {
-            let names = ["id", "status", "version", "created_at", "updated_at"].into_iter().chain(M::DEF.columns.iter().map(|c| c.name));
+            let names = ["id", "status", "version", "created_at", "updated_at"]
+                .into_iter()
+                .chain(M::DEF.columns.iter().map(|c| c.name));
             Value::Json(serde_json::Value::Object(
                 names.zip(values).map(|(name, value)| (name.to_owned(), fold::json_of(value))).collect(),
             ))

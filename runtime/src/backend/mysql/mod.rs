@@ -4,11 +4,11 @@ use super::render::{self, Params};
 use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
 
 mod log;
-use log::MySqlLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 use chrono::NaiveDateTime;
+use log::MySqlLog;
 use sqlx::error::BoxDynError;
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlDatabaseError, MySqlRow};
 use sqlx::types::Json;
@@ -188,7 +188,11 @@ impl Backend for MySql {
             }
             let event = exact.event_values_binds(&row[0], &row[2]);
             let done = super::execute::<Self>(conn, &plan.insert_event, &event).await?;
-            return Ok(Some(Written { id: row[0].clone(), row: Some(row), position: last_insert_id(done.last_insert_id())? }));
+            return Ok(Some(Written {
+                id: row[0].clone(),
+                row: Some(row),
+                position: last_insert_id(done.last_insert_id())?,
+            }));
         } else {
             let done = super::execute::<Self>(conn, &plan.update[write.state], &write.update_binds()).await?;
             if done.rows_affected() == 0 {

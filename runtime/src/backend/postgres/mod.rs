@@ -5,11 +5,11 @@ use super::{Backend, Bind, Codec, Conn, Failure, WakeUps, Write, Written};
 
 mod listen;
 mod log;
-use log::PostgresLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 use chrono::{DateTime, Utc};
+use log::PostgresLog;
 use serde_json::value::RawValue;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow, PgValueFormat};
@@ -182,15 +182,19 @@ impl Backend for Postgres {
             let names: Vec<String> = render::source_names(def, state).map(|_| p.next()).collect();
             // The event records the state's current name, whatever the row still holds.
             let whens: Vec<String> = names.iter().map(|stored| format!("WHEN {stored} THEN {}", p.next())).collect();
-            let from_name =
-                if whens.is_empty() { "NULL".to_owned() } else { format!("CASE {old}.{status} {} END", whens.join(" ")) };
+            let from_name = if whens.is_empty() {
+                "NULL".to_owned()
+            } else {
+                format!("CASE {old}.{status} {} END", whens.join(" "))
+            };
             let (kind, to, payload, metadata, at) = (p.next(), p.next(), p.next(), p.next(), p.next());
             let (cte, notify_from) = notify(&mut p, with_notify);
             let columns: Vec<&str> =
                 crate::schema::RESERVED_COLUMNS.into_iter().chain(def.columns.iter().map(|c| c.name)).collect();
             let of = |table: &str| columns.iter().map(|c| format!("{table}.{}", q(c))).collect::<Vec<_>>().join(", ");
             // No source, no row can be in one: the statement changes nothing.
-            let guard = if names.is_empty() { "FALSE".to_owned() } else { format!("{status} IN ({})", names.join(", ")) };
+            let guard =
+                if names.is_empty() { "FALSE".to_owned() } else { format!("{status} IN ({})", names.join(", ")) };
             format!(
                 "WITH {old} AS (SELECT {id}, {status} FROM {table} WHERE {id} = {key} AND {guard} FOR UPDATE), \
                  {upd} AS (UPDATE {table} AS {t} SET {} FROM {old} WHERE {t}.{id} = {old}.{id} \

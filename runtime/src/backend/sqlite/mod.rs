@@ -4,11 +4,11 @@ use super::render::{self, Params};
 use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
 
 mod log;
-use log::SqliteLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 use chrono::{DateTime, SecondsFormat, Utc};
+use log::SqliteLog;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteRow};
 use sqlx::types::Json;
