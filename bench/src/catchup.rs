@@ -9,7 +9,7 @@
 
 use crate::child::{self, Run};
 use crate::scratch::Scratch;
-use crate::transitions::report;
+use crate::transitions::{columns, report};
 use crate::{median, BoxError, Db, Options, Order, Side, RUN_LIMIT};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::StreamExt;
@@ -247,10 +247,7 @@ pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
         "catch-up from position 0 over {} events, batches of {}, median of {} rounds, each run in its own process\n",
         options.events, options.batch, options.rounds
     );
-    println!(
-        "{:<12} {:>10} {:>10} {:>6} {:>11} {:>8} {:>8}",
-        "backend", "stream", "raw loop", "ratio", "round ratio", "sf MiB", "raw MiB"
-    );
+    println!("{:<12} {}", "backend", columns());
     let mut commands = Vec::new();
     for &db in &options.backends {
         let scratch = Scratch::create(db, options.server(db)?, "catchup").await?;
@@ -273,7 +270,7 @@ pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
             }
             report(db.label(), &ours, &theirs, 12);
             if !fenced.is_empty() {
-                println!("{:<12} {:>10.0}  (the stream's gap-safe query in the raw loop)", "", median(fenced));
+                println!("{:<12} {:>10.0}  (the raw loop with the stream's gap-safe query)", "", median(fenced));
             }
             commands.push(command(db, options));
             Ok::<_, BoxError>(())
@@ -282,7 +279,10 @@ pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
         scratch.remove().await?;
         result?;
     }
-    println!("\nrates in events/s; ratio = stream / raw loop (medians); peaks are each child's VmHWM");
+    println!(
+        "\nevents/s; statefold = its stream, hand = the raw loop; ratio = stream / raw loop, of the medians; \
+         paired and range: of each round's ratio; other = raw loop; MiB: each child's peak RSS (VmHWM)"
+    );
     println!("each row, with the server URLs in STATEFOLD_TEST_POSTGRES_URL / STATEFOLD_TEST_MYSQL_URL:");
     for command in commands {
         println!("  {command}");

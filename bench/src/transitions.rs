@@ -118,8 +118,19 @@ fn command(db: Db, clients: usize, options: &Options) -> String {
     )
 }
 
-/// A row of the table: medians, ratio of medians, the spread of the
-/// rounds' own ratios, and each side's largest peak.
+/// The heads of [`report`]'s columns, after the first.
+pub(crate) fn columns() -> String {
+    let heads = ["statefold", "hand", "ratio", "paired", "range", "sf MiB", "other MiB"];
+    format!(
+        "{:>10} {:>10} {:>6} {:>6} {:>11} {:>8} {:>9}",
+        heads[0], heads[1], heads[2], heads[3], heads[4], heads[5], heads[6]
+    )
+}
+
+/// A row of the table: each side's median rate, the ratio of the medians,
+/// the median and range of the rounds' own ratios (each round's two runs
+/// ran back to back, so their ratio shrugs off slower drifts in the
+/// machine's load), and each side's largest peak.
 pub(crate) fn report(label: &str, ours: &[Run], theirs: &[Run], width: usize) {
     let rate = |runs: &[Run]| median(runs.iter().map(|r| r.rate).collect());
     let peak = |runs: &[Run]| runs.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
@@ -127,8 +138,9 @@ pub(crate) fn report(label: &str, ours: &[Run], theirs: &[Run], width: usize) {
     let (low, high) = ratios.iter().fold((f64::MAX, 0.0_f64), |(l, h), r| (l.min(*r), h.max(*r)));
     let (ours_rate, theirs_rate) = (rate(ours), rate(theirs));
     println!(
-        "{label:<width$} {ours_rate:>10.0} {theirs_rate:>10.0} {:>6.2} {:>11} {:>8.1} {:>8.1}",
+        "{label:<width$} {ours_rate:>10.0} {theirs_rate:>10.0} {:>6.2} {:>6.2} {:>11} {:>8.1} {:>9.1}",
         ours_rate / theirs_rate,
+        median(ratios),
         format!("{low:.2}-{high:.2}"),
         peak(ours),
         peak(theirs)
@@ -143,10 +155,7 @@ pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
         options.orders * COMMANDS_PER_ORDER,
         options.rounds
     );
-    println!(
-        "{:<22} {:>10} {:>10} {:>6} {:>11} {:>8} {:>8}",
-        "backend, clients", "statefold", "hand", "ratio", "round ratio", "sf MiB", "hand MiB"
-    );
+    println!("{:<22} {}", "backend, clients", columns());
     let mut commands = Vec::new();
     for &db in &options.backends {
         let scratch = Scratch::create(db, options.server(db)?, "transitions").await?;
@@ -177,7 +186,10 @@ pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
         scratch.remove().await?;
         result?;
     }
-    println!("\nrates in commands/s; ratio = statefold / hand (medians); peaks are each child's VmHWM");
+    println!(
+        "\ncommands/s; ratio = statefold / hand, of the medians; paired and range: of each round's ratio; \
+         other = hand; MiB: each child's peak RSS (VmHWM)"
+    );
     println!("each row, with the server URLs in STATEFOLD_TEST_POSTGRES_URL / STATEFOLD_TEST_MYSQL_URL:");
     for command in commands {
         println!("  {command}");
