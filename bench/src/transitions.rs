@@ -93,7 +93,7 @@ async fn check_same_writes<B: Backend, H: Orders>(
     let hand = hand(store.pool().clone());
     let ours = order(&store, 0).await?;
     let theirs = order(&hand, 0).await?;
-    let summary = |events: Vec<statefold::StoredEvent<Order>>| {
+    let summary = |events: Vec<statefold::Envelope<Order>>| {
         events.into_iter().map(|e| (e.event, e.from, e.to, e.version, e.metadata)).collect::<Vec<_>>()
     };
     let (ours, theirs) = (summary(store.history(&ours).await?), summary(store.history(&theirs).await?));
