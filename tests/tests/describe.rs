@@ -117,9 +117,12 @@ fn status_names_round_trip() {
         assert_eq!(status.as_str().parse::<OrderStatus>(), Ok(status));
         assert_eq!(OrderStatus::from_db_name(status.db_name()), Some(status));
         assert_eq!(Order::DEF.states[status.index()].name, status.name());
+        assert_eq!(status.to_string().parse::<OrderStatus>(), Ok(status));
     }
-    assert_eq!(OrderStatus::Cancelled.to_string(), "cancelled_by_customer");
-    assert!("Cancelled".parse::<OrderStatus>().is_err());
+    // `Display` is for people: the variant's name, as errors say it.
+    assert_eq!(OrderStatus::Cancelled.to_string(), "Cancelled");
+    assert_eq!(OrderStatus::Cancelled.as_str(), "cancelled_by_customer");
+    assert!("cancelled".parse::<OrderStatus>().is_err());
 }
 
 #[test]
