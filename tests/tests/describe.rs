@@ -3,7 +3,7 @@
 //! so generated code must pass them too.
 #![warn(clippy::pedantic)]
 
-use statefold::{ColumnDef, Edge, Event, IdDef, LogicalType, Machine, Metadata, Row, RowHeader, Status, Value};
+use statefold::{Edge, Event, LogicalType, Machine, Metadata, Row, RowHeader, Status, Value};
 
 /// An order's life.
 #[derive(Machine, Clone, Debug, PartialEq)]
@@ -34,7 +34,7 @@ fn description_lists_tables_states_edges_and_columns() {
     assert_eq!(def.name, "Order");
     assert_eq!(def.doc, "An order's life.");
     assert_eq!((def.table, def.events_table), ("orders", "order_events"));
-    assert_eq!(def.id, IdDef { ty: LogicalType::I64, generated: true });
+    assert_eq!((def.id.ty, def.id.generated), (LogicalType::I64, true));
 
     let states: Vec<(&str, &str, bool)> = def.states.iter().map(|s| (s.name, s.db_name, s.initial)).collect();
     assert_eq!(
@@ -63,16 +63,17 @@ fn description_lists_tables_states_edges_and_columns() {
     );
     assert_eq!(def.sources_of("Cancelled").collect::<Vec<_>>(), ["Placed", "Paid"]);
 
-    let column = |name, ty, nullable| ColumnDef { name, ty, nullable, indexed: false };
+    // (name, type, nullable, indexed)
+    let columns: Vec<_> = def.columns.iter().map(|c| (c.name, c.ty, c.nullable, c.indexed)).collect();
     assert_eq!(
-        def.columns,
+        columns,
         [
-            ColumnDef { indexed: true, ..column("customer", LogicalType::Text, false) },
-            column("amount_cents", LogicalType::I64, false),
-            column("payment_ref", LogicalType::Text, true),
-            column("paid_at", LogicalType::Timestamp, true),
-            column("tracking", LogicalType::Text, true),
-            column("reason", LogicalType::Text, true),
+            ("customer", LogicalType::Text, false, true),
+            ("amount_cents", LogicalType::I64, false, false),
+            ("payment_ref", LogicalType::Text, true, false),
+            ("paid_at", LogicalType::Timestamp, true, false),
+            ("tracking", LogicalType::Text, true, false),
+            ("reason", LogicalType::Text, true, false),
         ]
     );
 }
