@@ -632,11 +632,10 @@ impl<'m, 'a> Expander<'m, 'a> {
         let doc = &machine.doc;
         let table = &machine.table.value;
         let events_table = &machine.events_table.value;
-        let ident = machine.ident;
         let generated = machine.id.is_none();
-        // At the key type's span: an unsupported key is reported there.
-        let span = machine.id.as_ref().map_or_else(Span::call_site, Spanned::span);
-        let id_type = quote_spanned!(span=> #krate::IdDef::__new(<<#ident as #krate::Machine>::Id as #krate::Column>::TYPE, #generated));
+        // The key type's own tokens: an unsupported key is reported on them.
+        let id_ty = &self.id_ty;
+        let id_type = quote!(#krate::IdDef::__new(<#id_ty as #krate::Column>::TYPE, #generated));
         let states = machine.states.iter().map(|s| {
             let ident = s.ident.to_string();
             let db = &s.db_name.value;

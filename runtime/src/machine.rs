@@ -145,12 +145,14 @@ pub trait Initial: Event {}
 
 /// `Self` may be entered from state `S` (the marker type of `S` is its event struct).
 ///
-/// The derive implements this for every declared `#[from(..)]` edge, and only
-/// for those: a transition along any other edge does not compile.
+/// The derive implements this for every declared `#[from(..)]` edge; for
+/// every other pair of the machine's states, only under a bound nothing
+/// satisfies, whose message names both states. A transition along any
+/// other edge does not compile.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be entered from `{S}`",
     label = "no `#[from(..)]` edge leads here from that state",
-    note = "a state may be entered only from the states listed in its `#[from(..)]`; list the source there to allow it"
+    note = "a state may be entered only from the states of its own machine listed in its `#[from(..)]`"
 )]
 pub trait Enters<S>: Event {}
 
