@@ -247,8 +247,9 @@ impl<M: Machine, B: Backend> Store<M, B> {
         self.with(|inner| inner.notify = channel)
     }
 
-    /// Creates the tables shared by consumers if they do not exist
-    /// ([`Backend::support_tables_sql`]): cursors, leases, dead letters.
+    /// Creates the tables shared by consumers and effects if they do not
+    /// exist ([`Backend::support_tables_sql`]): cursors, leases, dead
+    /// letters, idempotency keys, the outbox.
     /// Migrations do this in production.
     ///
     /// # Errors
