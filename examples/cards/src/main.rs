@@ -129,13 +129,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         again.outcome == ran.outcome
     );
 
-    let active: Vec<_> = cards
-        .list(CardStatus::Active, Page::first(100))
-        .await?
-        .into_iter()
-        .filter(|row| row.customer == "ada")
-        .map(Record::<Card, CardActive>::__from_row)
-        .collect();
+    let mut active = Vec::new();
+    for row in cards.list(CardStatus::Active, Page::first(100)).await?.into_iter().filter(|row| row.customer == "ada") {
+        if let CardState::Active(card) = cards.load(&row.id).await? {
+            active.push(card);
+        }
+    }
     let all = block_all("ada", active, &network);
     println!(
         "\n== block all of ada's cards: {} transitions, {} messages, {} requests (the merge of one block per card, plus a notification)",
