@@ -33,6 +33,7 @@ macro_rules! effects_suite {
             a_receiver_that_was_down_gets_everything_in_order,
             dead_letters_after_n_attempts,
             a_4xx_is_dead_lettered_at_once,
+            one_dispatcher_runs_at_a_time,
         );
     };
     (@cases $backend:ty; $($case:ident),* $(,)?) => {$(
@@ -492,4 +493,33 @@ pub async fn a_4xx_is_dead_lettered_at_once<B: TestBackend>() {
     assert_eq!(dead.attempts, 1, "at once");
     assert!(dead.error.contains("404"), "{}", dead.error);
     assert!(seen.try_recv().is_err(), "sent once");
+}
+
+/// Given a dispatcher that holds the outbox's lease, when a second one
+/// starts, then it sends nothing while the first runs, and takes over once
+/// the first stops.
+pub async fn one_dispatcher_runs_at_a_time<B: TestBackend>() {
+    let Some((db, _cards, runner)) = setup::<B>("one_dispatcher").await else { return };
+    let say = |n: usize| Effects::new().message(Message::new("t", format!("k{n}"), &n));
+    let (first, mut by_first) = Channel::new();
+    let running_first = Running::start(quick(Dispatcher::<B>::new(db.pool.clone()).messages(first)));
+    runner.run("0", &say(0)).await.expect("runs");
+    next(&mut by_first, "the first dispatcher at work").await;
+
+    let (second, mut by_second) = Channel::new();
+    let running_second = Running::start(quick(Dispatcher::<B>::new(db.pool.clone()).messages(second)));
+    for n in 1..=5 {
+        runner.run(&n.to_string(), &say(n)).await.expect("runs");
+    }
+    for _ in 1..=5 {
+        next(&mut by_first, "the first dispatcher's deliveries").await;
+    }
+    assert!(by_second.try_recv().is_err(), "the second sent nothing while the first held the lease");
+
+    running_first.stop().await;
+    runner.run("6", &say(6)).await.expect("runs");
+    let delivery = next(&mut by_second, "the second dispatcher taking over").await;
+    assert_eq!(delivery.outgoing.key(), "k6");
+    running_second.stop().await;
+    assert!(by_first.try_recv().is_err());
 }
