@@ -1,5 +1,6 @@
 //! A command line for a service's own binary: print the schema, generate,
-//! check and apply migrations, draw the diagrams.
+//! check and apply migrations, draw the diagrams, audit and repair the
+//! records against their events.
 //!
 //! Register the machines in a few lines, and `cargo run -- --help` does the rest:
 //!
@@ -20,12 +21,17 @@
 //! orders migrations check --dir migrations
 //! orders migrations apply --database-url postgres://localhost/app --dir migrations
 //! orders diagram --format mermaid
+//! orders verify --database-url postgres://localhost/app           # the tables match the code
+//! orders audit --database-url postgres://localhost/app
+//! orders repair --database-url postgres://localhost/app            # a dry run
+//! orders repair --database-url postgres://localhost/app --apply --actor ops
 //! ```
 
 use crate::migrate::{bullets, first_file_name, Generate, Generated, MigrationError, Migrations};
 use crate::schema::MachineDef;
-use crate::Machine;
+use crate::{AuditReport, Error, Machine, RepairOptions, RepairReport};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::future::BoxFuture;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -36,6 +42,32 @@ use std::process::ExitCode;
 pub struct Cli {
     name: &'static str,
     machines: Vec<&'static MachineDef>,
+    /// Per machine, in the same order: its audit and repair on a database.
+    stores: Vec<Steward>,
+}
+
+/// What the `audit` and `repair` commands run for one machine, whichever
+/// backend the URL names.
+#[derive(Debug, Clone, Copy)]
+struct Steward {
+    verify: fn(String) -> BoxFuture<'static, Result<(), Error>>,
+    audit: fn(String) -> BoxFuture<'static, Result<AuditReport, Error>>,
+    repair: fn(String, RepairOptions, Progress) -> BoxFuture<'static, Result<RepairReport, Error>>,
+}
+
+/// Called after each record a repair examined: `(done, total)`.
+type Progress = Box<dyn FnMut(usize, usize) + Send>;
+
+impl Steward {
+    fn of<M: Machine>() -> Self {
+        Self {
+            verify: |url| Box::pin(async move { steward_store!(M, url, store => store.check_schema().await) }),
+            audit: |url| Box::pin(async move { steward_store!(M, url, store => store.audit().await) }),
+            repair: |url, options, progress| {
+                Box::pin(async move { steward_store!(M, url, store => store.repair_with(options, progress).await) })
+            },
+        }
+    }
 }
 
 /// What a command could not do.
@@ -77,6 +109,12 @@ pub enum CliError {
         /// The URL's scheme with its `://` (`redis://`); `None` when it has none that can be shown safely.
         scheme: Option<String>,
     },
+    /// The store failed (connecting, auditing or repairing).
+    #[error(transparent)]
+    Store(#[from] Error),
+    /// The audit found rows that differ from their events (the report says which).
+    #[error("{0}\nrun `repair` to see what it would change, then `repair --apply`")]
+    Unclean(AuditReport),
     /// `--machine` names no registered machine.
     #[error("no machine is named `{name}`; registered: {registered}")]
     UnknownMachine {
@@ -101,7 +139,7 @@ const URL_SCHEMES: &str = "sqlite:, postgres:// (or postgresql://) or mysql:// (
 /// The static part of the command line; [`Cli::command`] adds what depends on
 /// the app's name and machines.
 #[derive(Parser)]
-#[command(about = "Schema, migrations and diagrams for this service's statefold machines")]
+#[command(about = "Schema, migrations, diagrams, audit and repair for this service's statefold machines")]
 struct Command {
     #[command(subcommand)]
     command: Top,
@@ -118,6 +156,33 @@ enum Top {
     /// Generate, check and apply migrations.
     #[command(subcommand)]
     Migrations(MigrationsCommand),
+    /// Compare a database's tables with the declarations: fail naming what is missing (run it at deploy time).
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArg,
+    },
+    /// Fold every record's events and compare them with its row; fail when any differs.
+    Audit {
+        #[command(flatten)]
+        database: DatabaseArg,
+        /// Only this machine (by its enum's name).
+        #[arg(long)]
+        machine: Option<String>,
+    },
+    /// Rewrite the rows that differ from their events (a dry run unless --apply), recording each repair.
+    Repair {
+        #[command(flatten)]
+        database: DatabaseArg,
+        /// Only this machine (by its enum's name).
+        #[arg(long)]
+        machine: Option<String>,
+        /// Rewrite the rows (otherwise only show what would change).
+        #[arg(long)]
+        apply: bool,
+        /// Who repairs, recorded with each repair.
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
     /// Print (or write) the state diagram of each machine.
     Diagram {
         /// The diagram language.
@@ -165,6 +230,14 @@ enum MigrationsCommand {
         #[command(flatten)]
         dir: DirArg,
     },
+}
+
+#[derive(Args)]
+struct DatabaseArg {
+    /// The database URL.
+    // The environment's value stays out of the help: it usually holds a password.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
 }
 
 #[derive(Args)]
@@ -257,16 +330,74 @@ macro_rules! with_dialect {
     };
 }
 
+/// The URL, its scheme in lower case, once it names a known backend.
+fn checked_url(url: &str) -> Result<String, CliError> {
+    DialectArg::of_url(url).ok_or_else(|| CliError::UnknownUrl { scheme: shown_scheme(url) })?;
+    Ok(lower_scheme(url))
+}
+
+/// Runs `$body` with `$store`, a store of machine `$m` on the backend `$url` names.
+macro_rules! steward_store {
+    ($m:ty, $url:expr, $store:ident => $body:expr) => {{
+        let url: String = $url;
+        match DialectArg::of_url(&url) {
+            #[cfg(feature = "sqlite")]
+            Some(DialectArg::Sqlite) => {
+                let $store = crate::Store::<$m, crate::Sqlite>::connect(&url).await?;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Some(DialectArg::Postgres) => {
+                let $store = crate::Store::<$m, crate::Postgres>::connect(&url).await?;
+                $body
+            }
+            #[cfg(feature = "mysql")]
+            Some(DialectArg::Mysql) => {
+                let $store = crate::Store::<$m, crate::MySql>::connect(&url).await?;
+                $body
+            }
+            // The URL was checked; a backend left out of the build cannot connect.
+            _ => Err(Error::InvalidUrl {
+                backend: "statefold",
+                reason: "this binary was built without that backend's feature".to_owned(),
+            }),
+        }
+    }};
+}
+use steward_store;
+
+/// A repair's progress bar on a terminal (feature `progress`), or nothing.
+fn progress(machine: &'static str) -> Progress {
+    #[cfg(feature = "progress")]
+    {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(0);
+            if let Ok(style) = indicatif::ProgressStyle::with_template("repair {msg} {bar:40} {pos}/{len} records") {
+                bar.set_style(style);
+            }
+            bar.set_message(machine);
+            return Box::new(move |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            });
+        }
+    }
+    let _ = machine;
+    Box::new(|_, _| {})
+}
+
 impl Cli {
     /// A command line named `name` (as shown in its help), with no machines yet.
     pub fn new(name: &'static str) -> Self {
-        Self { name, machines: Vec::new() }
+        Self { name, machines: Vec::new(), stores: Vec::new() }
     }
 
     /// Registers a machine.
     #[must_use]
     pub fn machine<M: Machine>(mut self) -> Self {
         self.machines.push(M::DEF);
+        self.stores.push(Steward::of::<M>());
         self
     }
 
@@ -318,6 +449,33 @@ impl Cli {
                 out.write_all(script.as_bytes()).map_err(io)?;
             }
             Top::Migrations(command) => self.migrations(command, out).await?,
+            Top::Verify { database } => {
+                for (def, steward) in self.selected(None)? {
+                    (steward.verify)(checked_url(&database.database_url)?).await?;
+                    writeln!(out, "{}: the tables match the declaration", def.name).map_err(io)?;
+                }
+            }
+            Top::Audit { database, machine } => {
+                let mut unclean = None;
+                for (_, steward) in self.selected(machine.as_deref())? {
+                    let report = (steward.audit)(checked_url(&database.database_url)?).await?;
+                    writeln!(out, "{report}").map_err(io)?;
+                    if !report.is_clean() {
+                        unclean = Some(report);
+                    }
+                }
+                if let Some(report) = unclean {
+                    return Err(CliError::Unclean(report));
+                }
+            }
+            Top::Repair { database, machine, apply, actor } => {
+                for (def, steward) in self.selected(machine.as_deref())? {
+                    let options = if apply { RepairOptions::apply(actor.clone()) } else { RepairOptions::default() };
+                    let report =
+                        (steward.repair)(checked_url(&database.database_url)?, options, progress(def.name)).await?;
+                    writeln!(out, "{}: {report}", def.name).map_err(io)?;
+                }
+            }
             Top::Diagram { format, machine, out: file } => {
                 let text = self.diagram(format, machine.as_deref())?;
                 match file {
@@ -334,7 +492,7 @@ impl Cli {
         let name = self.name;
         let first = first_file_name(&self.machines);
         let long_about = format!(
-            "{name}: schema, migrations and diagrams for this service's statefold machines.\n\n\
+            "{name}: schema, migrations, diagrams, audit and repair for this service's statefold machines.\n\n\
             Migrations are generated from the machines' declarations: never write their DDL by hand. \
             Each dialect has its own directory of sqlx-compatible files (`<DIR>/postgres/{first}`) \
             and a snapshot of the schema they reach, so a changed declaration produces only the next step."
@@ -423,21 +581,23 @@ impl Cli {
         Ok(())
     }
 
+    /// The registered machines, or the one named `machine`.
+    fn selected(&self, machine: Option<&str>) -> Result<Vec<(&'static MachineDef, Steward)>, CliError> {
+        let all = self.machines.iter().copied().zip(self.stores.iter().copied());
+        let Some(name) = machine else { return Ok(all.collect()) };
+        let found: Vec<_> = all.filter(|(m, _)| m.name == name).collect();
+        if found.is_empty() {
+            let registered = self.machines.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
+            return Err(CliError::UnknownMachine { name: name.to_owned(), registered });
+        }
+        Ok(found)
+    }
+
     fn diagram(&self, format: Format, machine: Option<&str>) -> Result<String, CliError> {
-        let selected: Vec<&MachineDef> = match machine {
-            None => self.machines.clone(),
-            Some(name) => {
-                let found = self.machines.iter().copied().filter(|m| m.name == name).collect::<Vec<_>>();
-                if found.is_empty() {
-                    let registered = self.machines.iter().map(|m| m.name).collect::<Vec<_>>().join(", ");
-                    return Err(CliError::UnknownMachine { name: name.to_owned(), registered });
-                }
-                found
-            }
-        };
-        Ok(selected
+        Ok(self
+            .selected(machine)?
             .iter()
-            .map(|m| match format {
+            .map(|(m, _)| match format {
                 Format::Mermaid => format!("%% {}\n{}", m.name, m.mermaid),
                 Format::Dot => m.dot.to_owned(),
             })

@@ -26,4 +26,3 @@ pub struct Envelope<M: Machine> {
     /// Who and why.
     pub metadata: Metadata,
 }
-

@@ -207,6 +207,20 @@ pub enum Error {
         running: Option<usize>,
     },
 
+    /// The database's tables do not match the declaration: the code runs
+    /// ahead of (or behind) its migrations.
+    #[error(
+        "{machine}: the database's tables do not match the declaration:\n{}\napply the migrations \
+         generated from this code (`<your binary> migrations apply`), or deploy the code that matches them",
+        problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    )]
+    SchemaMismatch {
+        /// The machine.
+        machine: &'static str,
+        /// Each missing table, column or index.
+        problems: Vec<String>,
+    },
+
     /// The database user lacks a privilege that an operation needs.
     #[error(
         "{backend}: {what} needs the `{privilege}` privilege, which this database user lacks: grant it \

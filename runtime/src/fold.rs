@@ -199,7 +199,7 @@ impl fmt::Display for Problem {
 }
 
 /// A value as written in reports: text quoted, bytes in hex, `NULL`.
-fn show(value: &Value) -> String {
+pub(crate) fn show(value: &Value) -> String {
     match value {
         Value::Null => "NULL".to_owned(),
         Value::Bool(v) => v.to_string(),
@@ -211,6 +211,20 @@ fn show(value: &Value) -> String {
         Value::Timestamp(v) => v.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         Value::Uuid(v) => v.to_string(),
         Value::Json(v) => v.to_string(),
+    }
+}
+
+/// A value as JSON, for records of what changed (bytes in hex, times in RFC 3339).
+pub(crate) fn json_of(value: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        Value::Null => J::Null,
+        Value::Bool(v) => J::Bool(*v),
+        Value::I32(v) => J::from(*v),
+        Value::I64(v) => J::from(*v),
+        Value::F64(v) => J::from(*v),
+        Value::Json(v) => v.clone(),
+        Value::Text(_) | Value::Bytes(_) | Value::Timestamp(_) | Value::Uuid(_) => J::String(id_text(value)),
     }
 }
 
@@ -226,7 +240,7 @@ pub(crate) fn id_text(value: &Value) -> String {
 }
 
 /// Whether two stored values are the same (NaN equals NaN: it round-trips).
-fn same(a: &Value, b: &Value) -> bool {
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::F64(a), Value::F64(b)) => a == b || (a.is_nan() && b.is_nan()),
         _ => a == b,

@@ -26,14 +26,14 @@ pub mod stream;
 pub mod testing;
 mod value;
 
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub use backend::{Backend, Blocker};
 #[cfg(feature = "mysql")]
 pub use backend::MySql;
 #[cfg(feature = "postgres")]
 pub use backend::Postgres;
 #[cfg(feature = "sqlite")]
 pub use backend::Sqlite;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use backend::{Backend, Blocker};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use effects::Effects;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
@@ -45,7 +45,7 @@ pub use fate::{Fate, FaultPoint};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use fold::{AuditReport, Mismatch, Problem};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub use store::{NewRecord, Page, Store, Tx};
+pub use store::{NewRecord, Page, Repair, RepairOptions, RepairReport, Store, Tx};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use stream::{
     Backoff, Consumer, EventStream, Handler, HandlerError, InvalidPosition, Position, Projection, Start, StreamOptions,

@@ -8,7 +8,9 @@
 use crate::db::TestBackend;
 use crate::machines::Order;
 use crate::observe;
-use crate::streams::{all_ids, caught_up, eventually, last_position, placed, quick, seed, seen, setup, Projection, Running};
+use crate::streams::{
+    all_ids, caught_up, eventually, last_position, placed, quick, seed, seen, setup, Projection, Running,
+};
 use futures::StreamExt;
 use statefold::{Backend, Consumer, Error, Position, Start, Store, StreamOptions};
 use std::sync::Arc;
@@ -58,9 +60,8 @@ fn skip<B: Backend>(why: &str) {
 pub async fn a_run_and_a_rebuild_of_one_consumer_exclude_each_other<B: TestBackend>() {
     let Some((db, store)) = setup::<B>("exclusive").await else { return };
     let events = seed(&store, 4).await;
-    let consumer = Arc::new(
-        Consumer::new(&store, "exclusive").stream_options(quick()).lease_ttl(Duration::from_millis(1_500)),
-    );
+    let consumer =
+        Arc::new(Consumer::new(&store, "exclusive").stream_options(quick()).lease_ttl(Duration::from_millis(1_500)));
 
     // Given a run that has handled everything
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

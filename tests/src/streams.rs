@@ -173,7 +173,10 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    pub(crate) fn start<B: TestBackend, H: Handler<Order, B> + 'static>(consumer: Consumer<Order, B>, mut handler: H) -> Self {
+    pub(crate) fn start<B: TestBackend, H: Handler<Order, B> + 'static>(
+        consumer: Consumer<Order, B>,
+        mut handler: H,
+    ) -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             consumer

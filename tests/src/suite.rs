@@ -10,7 +10,7 @@ use crate::machines::{
 };
 use crate::machines::{Lamp, LampOff, LampState, LampStatus};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use statefold::{Error, Fate, FaultPoint, Metadata, Page, Problem, Store, Transition, Value};
+use statefold::{Error, Fate, FaultPoint, Metadata, Page, Problem, RepairOptions, Store, Transition, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -30,6 +30,7 @@ macro_rules! suite {
             caller_transaction_commits_or_rolls_back_together,
             as_of_folds_events_up_to_a_time,
             audit_reports_a_corrupted_row,
+            repair_rewrites_tampered_rows_and_never_loses_a_transition,
             missing_tables_are_named,
             corrupted_payload_is_a_decode_error,
             column_types_round_trip,
@@ -287,7 +288,10 @@ pub async fn commands_by_id_report_every_refusal<B: TestBackend>() {
     let cancelled = store.transition(&id, Order::Cancelled { reason: "changed mind".into() }, Metadata::new()).await;
     assert!(matches!(cancelled.unwrap(), OrderState::Cancelled(_)));
     let history = store.history(&id).await.unwrap();
-    assert_eq!((history[1].from, history[1].to, history[1].version), (Some(OrderStatus::Placed), OrderStatus::Cancelled, 2));
+    assert_eq!(
+        (history[1].from, history[1].to, history[1].version),
+        (Some(OrderStatus::Placed), OrderStatus::Cancelled, 2)
+    );
 
     // If-Match: the client saw Placed at version 1; the record has moved on.
     let pay = Order::Paid { payment_ref: "p".into() };
@@ -517,6 +521,76 @@ pub async fn missing_tables_are_named<B: TestBackend>() {
     let error = store.insert(placed("ada", 1)).await.unwrap_err();
     assert!(matches!(&error, Error::MissingTable { table } if table == "order_events"), "{error}");
     assert!(store.list(OrderStatus::Placed, Page::first(10)).await.unwrap().is_empty());
+}
+
+/// Given rows tampered with by SQL (a column, a status and version, both),
+/// then the audit finds them, a dry run of the repair lists them and
+/// changes nothing, the repair rewrites them from their events and records
+/// who did it, and a transition running meanwhile is never lost.
+pub async fn repair_rewrites_tampered_rows_and_never_loses_a_transition<B: TestBackend>() {
+    let Some(db) = B::create("repair").await else { return };
+    let store = db.store::<Order>().await;
+    store.create_support_tables().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=4 {
+        ids.push(*store.insert(placed(&format!("c{n}"), 4200)).await.unwrap().id());
+    }
+    store.transition(&ids[1], Order::Paid { payment_ref: "pay".into() }, Metadata::new()).await.unwrap();
+
+    // Given rows changed behind the store's back
+    let (q, p) = (B::quote_ident, B::param);
+    let orders = q("orders");
+    let amount = format!("UPDATE {orders} SET {} = {} WHERE {} = {}", q("amount_cents"), p(1), q("id"), p(2));
+    db.execute(&amount, vec![Arg::I64(1), Arg::I64(ids[0])]).await;
+    db.execute(&amount, vec![Arg::I64(2), Arg::I64(ids[2])]).await;
+    let status = format!(
+        "UPDATE {orders} SET {} = {}, {} = {} WHERE {} = {}",
+        q("status"),
+        p(1),
+        q("version"),
+        p(2),
+        q("id"),
+        p(3)
+    );
+    db.execute(&status, vec![Arg::Text("shipped".into()), Arg::I64(9), Arg::I64(ids[1])]).await;
+    let audit = store.audit().await.unwrap();
+    assert!(!audit.is_clean());
+
+    // When a dry run looks, then it lists them and changes nothing
+    let dry = store.repair(RepairOptions::default()).await.unwrap();
+    assert!(!dry.applied);
+    let mut listed: Vec<String> = dry.repairs.iter().map(|r| r.record.clone()).collect();
+    listed.sort();
+    let mut tampered = vec![ids[0].to_string(), ids[1].to_string(), ids[2].to_string()];
+    tampered.sort();
+    assert_eq!(listed, tampered, "{dry}");
+    let order_1 = dry.repairs.iter().find(|r| r.record == ids[0].to_string()).unwrap();
+    assert_eq!(order_1.changes, [("amount_cents", Value::I64(1), Value::I64(4200))]);
+    assert_eq!(store.audit().await.unwrap().mismatches, audit.mismatches, "a dry run changes nothing");
+
+    // When the repair runs while a transition of a tampered record runs too
+    let racer = {
+        let store = store.clone();
+        let id = ids[2];
+        tokio::spawn(
+            async move { store.transition(&id, Order::Paid { payment_ref: "late".into() }, Metadata::new()).await },
+        )
+    };
+    let applied = store.repair(RepairOptions::apply("ops")).await.unwrap();
+    racer.await.unwrap().expect("the transition goes through");
+    // (a record that changed under the repair is left for the next run)
+    let again = store.repair(RepairOptions::apply("ops")).await.unwrap();
+    assert!(again.skipped.is_empty(), "{again}");
+
+    // Then every row is its events' fold, the transition is kept, and each repair is recorded
+    assert!(store.audit().await.unwrap().is_clean(), "{applied}\n{again}");
+    let OrderState::Paid(paid) = store.load(&ids[2]).await.unwrap() else { panic!("the transition was lost") };
+    assert_eq!((paid.row().amount_cents, paid.row().payment_ref.as_deref()), (4200, Some("late")));
+    assert_eq!(store.load(&ids[1]).await.unwrap().into_row().version, 2);
+    let recorded = B::integers(&db.pool, "SELECT COUNT(*) FROM statefold_repairs WHERE actor = 'ops'").await.unwrap();
+    assert_eq!(recorded, [(applied.repairs.len() + again.repairs.len()) as i64]);
+    assert!(applied.repairs.len() + again.repairs.len() >= 3);
+    assert!(store.repair(RepairOptions::apply("ops")).await.unwrap().is_clean());
 }
 
 /// A stored payload that no longer deserialises is an error naming its position.

@@ -246,3 +246,51 @@ fn the_readme_applies_migrations_to_a_database_of_its_own() {
         assert!(!line.contains("/test"), "{line}");
     }
 }
+
+/// Given a row tampered with by SQL, `audit` fails naming it, `repair`
+/// shows what it would change and changes nothing, `repair --apply`
+/// rewrites it, and `audit` then passes.
+async fn audit_and_repair_through_the_cli<B: TestBackend>() {
+    let Some(db) = B::create("cli_repair").await else { return };
+    let store = db.store::<Order>().await;
+    store.create_support_tables().await.unwrap();
+    let order = store
+        .insert(statefold_tests::machines::OrderPlaced { customer: "ada".into(), amount_cents: 4200 })
+        .await
+        .unwrap();
+    let tamper = format!("UPDATE orders SET amount_cents = 1 WHERE id = {}", order.id());
+    db.execute(&tamper, vec![]).await;
+    let shop = || Cli::new("shop").machine::<Order>();
+    let url = db.url.clone();
+
+    let verified = run_as("shop", shop(), &["verify", "--database-url", &url]).await.unwrap();
+    assert!(verified.contains("Order: the tables match the declaration"), "{verified}");
+    let behind = run_as("shop", cli(), &["verify", "--database-url", &url]).await.unwrap_err();
+    assert!(behind.to_string().contains("table `tickets` does not exist"), "{behind}");
+    let unclean = run_as("shop", shop(), &["audit", "--database-url", &url]).await.unwrap_err();
+    assert!(matches!(unclean, CliError::Unclean(_)), "{unclean}");
+    assert!(unclean.to_string().contains("column `amount_cents` is 1 in the row but 4200 by its events"), "{unclean}");
+    let dry = run_as("shop", shop(), &["repair", "--database-url", &url]).await.unwrap();
+    assert!(dry.contains("would repair 1 record(s)") && dry.contains("amount_cents 1 -> 4200"), "{dry}");
+    assert!(run_as("shop", shop(), &["audit", "--database-url", &url]).await.is_err(), "a dry run changes nothing");
+    let applied =
+        run_as("shop", shop(), &["repair", "--database-url", &url, "--apply", "--actor", "ops"]).await.unwrap();
+    assert!(applied.contains("repaired 1 record(s)"), "{applied}");
+    let clean = run_as("shop", shop(), &["audit", "--database-url", &url]).await.unwrap();
+    assert!(clean.contains("no mismatch"), "{clean}");
+}
+
+#[tokio::test]
+async fn audit_and_repair_through_the_cli_sqlite() {
+    audit_and_repair_through_the_cli::<Sqlite>().await;
+}
+
+#[tokio::test]
+async fn audit_and_repair_through_the_cli_postgres() {
+    audit_and_repair_through_the_cli::<Postgres>().await;
+}
+
+#[tokio::test]
+async fn audit_and_repair_through_the_cli_mysql() {
+    audit_and_repair_through_the_cli::<MySql>().await;
+}

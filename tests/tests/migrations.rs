@@ -210,3 +210,42 @@ async fn evolution_on_postgres() {
 async fn evolution_on_mysql() {
     evolution::<MySql>().await;
 }
+
+/// Given tables of the first release and code of the second (deployed
+/// before its migration), then the schema check names what is missing and
+/// what to run, and a statement that fails for that reason says the same
+/// rather than the database's raw error; the first release's code checks clean.
+async fn code_ahead_of_its_migrations<B: TestBackend>() {
+    let Some(db) = B::create("ahead").await else { return };
+    let old = Store::<v1::Order, B>::new(db.pool.clone());
+    old.create_tables().await.unwrap();
+    old.check_schema().await.expect("the first release matches its tables");
+    let placed = old.insert(v1::OrderPlaced { customer: "ada".into(), amount_cents: 1 }).await.unwrap();
+
+    let new = Store::<v2::Order, B>::new(db.pool.clone());
+    let error = new.check_schema().await.unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(&error, statefold::Error::SchemaMismatch { machine: "Order", .. }), "{text}");
+    assert!(text.contains("table `orders` has no column `refund_ref`"), "{text}");
+    assert!(text.contains("migrations apply"), "{text}");
+    let load = new.load(placed.id()).await.unwrap_err();
+    assert!(
+        matches!(&load, statefold::Error::SchemaMismatch { problems, .. } if problems[0].contains("refund_ref")),
+        "{load}"
+    );
+}
+
+#[tokio::test]
+async fn code_ahead_of_its_migrations_on_sqlite() {
+    code_ahead_of_its_migrations::<Sqlite>().await;
+}
+
+#[tokio::test]
+async fn code_ahead_of_its_migrations_on_postgres() {
+    code_ahead_of_its_migrations::<Postgres>().await;
+}
+
+#[tokio::test]
+async fn code_ahead_of_its_migrations_on_mysql() {
+    code_ahead_of_its_migrations::<MySql>().await;
+}

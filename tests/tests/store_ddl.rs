@@ -9,33 +9,33 @@ fn sqlite_schema_of_orders() {
     assert_eq!(
         Sqlite::create_tables_sql(Order::DEF),
         [
-            r#"CREATE TABLE IF NOT EXISTS "orders" (
-    "id" INTEGER PRIMARY KEY AUTOINCREMENT,
-    "status" TEXT NOT NULL,
-    "version" INTEGER NOT NULL,
-    "created_at" TEXT NOT NULL,
-    "updated_at" TEXT NOT NULL,
-    "customer" TEXT NOT NULL,
-    "amount_cents" INTEGER NOT NULL,
-    "payment_ref" TEXT,
-    "tracking" TEXT,
-    "reason" TEXT,
-    CONSTRAINT "orders_status_check" CHECK ("status" IN ('placed', 'paid', 'shipped', 'cancelled', 'delivered'))
-) STRICT"#,
-            r#"CREATE TABLE IF NOT EXISTS "order_events" (
-    "id" INTEGER PRIMARY KEY AUTOINCREMENT,
-    "record_id" INTEGER NOT NULL,
-    "kind" TEXT NOT NULL,
-    "from_status" TEXT,
-    "to_status" TEXT NOT NULL,
-    "version" INTEGER NOT NULL,
-    "payload" TEXT NOT NULL,
-    "metadata" TEXT NOT NULL,
-    "created_at" TEXT NOT NULL,
-    CONSTRAINT "order_events_record_version_key" UNIQUE ("record_id", "version")
-) STRICT"#,
-            r#"CREATE INDEX IF NOT EXISTS "orders_status_idx" ON "orders" ("status", "id")"#,
-            r#"CREATE INDEX IF NOT EXISTS "orders_customer_idx" ON "orders" ("customer")"#,
+            "CREATE TABLE IF NOT EXISTS `orders` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `status` TEXT NOT NULL,
+    `version` INTEGER NOT NULL,
+    `created_at` TEXT NOT NULL,
+    `updated_at` TEXT NOT NULL,
+    `customer` TEXT NOT NULL,
+    `amount_cents` INTEGER NOT NULL,
+    `payment_ref` TEXT,
+    `tracking` TEXT,
+    `reason` TEXT,
+    CONSTRAINT `orders_status_check` CHECK (`status` IN ('placed', 'paid', 'shipped', 'cancelled', 'delivered'))
+) STRICT",
+            "CREATE TABLE IF NOT EXISTS `order_events` (
+    `id` INTEGER PRIMARY KEY AUTOINCREMENT,
+    `record_id` INTEGER NOT NULL,
+    `kind` TEXT NOT NULL,
+    `from_status` TEXT,
+    `to_status` TEXT NOT NULL,
+    `version` INTEGER NOT NULL,
+    `payload` TEXT NOT NULL,
+    `metadata` TEXT NOT NULL,
+    `created_at` TEXT NOT NULL,
+    CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
+) STRICT",
+            "CREATE INDEX IF NOT EXISTS `orders_status_idx` ON `orders` (`status`, `id`)",
+            "CREATE INDEX IF NOT EXISTS `orders_customer_idx` ON `orders` (`customer`)",
         ]
     );
 }
@@ -117,7 +117,7 @@ fn mysql_schema_of_orders() {
 #[test]
 fn caller_keys_take_the_key_type() {
     let first_lines = |sql: String| sql.lines().take(2).map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(first_lines(Sqlite::records_table_sql(Ticket::DEF))[1], r#"    "id" TEXT PRIMARY KEY NOT NULL,"#);
+    assert_eq!(first_lines(Sqlite::records_table_sql(Ticket::DEF))[1], "    `id` TEXT PRIMARY KEY NOT NULL,");
     assert_eq!(first_lines(Postgres::records_table_sql(Ticket::DEF))[1], r#"    "id" UUID PRIMARY KEY,"#);
     assert_eq!(first_lines(MySql::records_table_sql(Ticket::DEF))[1], "    `id` CHAR(36) NOT NULL PRIMARY KEY,");
     assert_eq!(first_lines(Postgres::records_table_sql(Account::DEF))[1], r#"    "id" TEXT PRIMARY KEY,"#);
@@ -149,5 +149,5 @@ fn every_logical_type_has_a_column_type() {
 fn identifiers_and_literals_are_quoted() {
     assert_eq!(Postgres::quote_ident(r#"we"ird"#), r#""we""ird""#);
     assert_eq!(MySql::quote_ident("we`ird"), "`we``ird`");
-    assert_eq!(Sqlite::quote_ident("order"), r#""order""#);
+    assert_eq!(Sqlite::quote_ident("order"), "`order`");
 }

@@ -193,7 +193,10 @@ impl IdOrder {
         let (p1, p2) = (B::placeholder(1), B::placeholder(2));
         Self {
             types: super::render::event_types(def),
-            read: format!("SELECT {} FROM {events} WHERE {id} > {p1} ORDER BY {id} LIMIT {p2}", list::<B>(EVENT_COLUMNS)),
+            read: format!(
+                "SELECT {} FROM {events} WHERE {id} > {p1} ORDER BY {id} LIMIT {p2}",
+                list::<B>(EVENT_COLUMNS)
+            ),
             end: format!("SELECT {id}, {at} FROM {events} ORDER BY {id} DESC LIMIT 1"),
             first_after: format!("SELECT {at} FROM {events} WHERE {id} > {p1} ORDER BY {id} LIMIT 1"),
             count_after: format!("SELECT COUNT(*) FROM {events} WHERE {id} > {p1}"),

@@ -58,9 +58,9 @@ use std::future::Future;
 /// }
 ///
 /// let ddl = Sqlite::create_tables_sql(Lamp::DEF);
-/// assert!(ddl[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "lamps""#));
-/// assert!(ddl[0].contains(r#""watts" INTEGER"#));
-/// assert!(ddl[1].starts_with(r#"CREATE TABLE IF NOT EXISTS "lamp_events""#));
+/// assert!(ddl[0].starts_with("CREATE TABLE IF NOT EXISTS `lamps`"));
+/// assert!(ddl[0].contains("`watts` INTEGER"));
+/// assert!(ddl[1].starts_with("CREATE TABLE IF NOT EXISTS `lamp_events`"));
 /// ```
 pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 'static {
     /// The sqlx database driving this backend.
@@ -94,8 +94,8 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     ///
     /// ```
     /// use statefold::{Backend, Sqlite};
-    /// assert_eq!(Sqlite::quote_ident("order"), r#""order""#);
-    /// assert_eq!(Sqlite::quote_ident(r#"a"b"#), r#""a""b""#);
+    /// assert_eq!(Sqlite::quote_ident("order"), "`order`");
+    /// assert_eq!(Sqlite::quote_ident("a`b"), "`a``b`");
     /// ```
     fn quote_ident(ident: &str) -> String;
 
@@ -112,7 +112,7 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// ```
     /// use statefold::{Backend, ColumnDef, LogicalType, Sqlite};
     /// let column = ColumnDef { name: "amount_cents", ty: LogicalType::I64, nullable: false, indexed: false };
-    /// assert_eq!(Sqlite::column_sql(&column), r#""amount_cents" INTEGER NOT NULL"#);
+    /// assert_eq!(Sqlite::column_sql(&column), "`amount_cents` INTEGER NOT NULL");
     /// ```
     fn column_sql(column: &ColumnDef) -> String {
         let null = if column.nullable { "" } else { " NOT NULL" };
@@ -165,9 +165,10 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// forward-only position per stream and consumer), `statefold_leases`
     /// (which instance runs a consumer or an outbox dispatcher, until when),
     /// `statefold_dead_letters` (events a consumer gave up on, with the
-    /// error), `statefold_idempotency` (the keys effects ran under, with
-    /// their outcomes) and `statefold_outbox` (messages and requests to
-    /// send, and those given up on). Include them in a migration once
+    /// error), `statefold_repairs` (rows rewritten from their events by
+    /// [`Store::repair`](crate::Store::repair)), `statefold_idempotency` (the
+    /// keys effects ran under, with their outcomes) and `statefold_outbox`
+    /// (messages and requests to send, and those given up on). Include them in a migration once
     /// per database, or create them at run time with
     /// [`Store::create_support_tables`](crate::Store::create_support_tables).
     ///
@@ -177,8 +178,8 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// assert!(ddl[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_cursors""#));
     /// assert!(ddl[1].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_leases""#));
     /// assert!(ddl[2].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_dead_letters""#));
-    /// assert!(ddl[3].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_idempotency""#));
-    /// assert!(ddl[4].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_outbox""#));
+    /// assert!(ddl[4].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_idempotency""#));
+    /// assert!(ddl[5].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_outbox""#));
     /// ```
     fn support_tables_sql() -> Vec<String>;
 
@@ -200,6 +201,11 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// The statement opening the store's write transactions (`None`: the default `BEGIN`).
     #[doc(hidden)]
     const BEGIN_WRITE: Option<&'static str>;
+
+    /// What locks the rows a `SELECT` reads until the transaction ends
+    /// (empty where the write transaction already holds the database's lock).
+    #[doc(hidden)]
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 
     /// The statement opening a read-only transaction over one consistent snapshot.
     #[doc(hidden)]
@@ -248,6 +254,15 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
         plan: &'a Self::Plan,
         write: &'a Write,
     ) -> impl Future<Output = Result<Option<Written>, sqlx::Error>> + Send + 'a;
+
+    /// The query listing a table's columns (binds: table), as the schema
+    /// check reads them; one name a row, lower case.
+    #[doc(hidden)]
+    const COLUMNS_SQL: &'static str;
+
+    /// The query listing a table's named indexes (binds: table); one name a row.
+    #[doc(hidden)]
+    const INDEXES_SQL: &'static str;
 
     /// What a database error means, from the backend's error codes.
     #[doc(hidden)]
@@ -478,6 +493,8 @@ pub enum Failure {
     LockTimeout,
     /// The user lacks a privilege the statement needs.
     AccessDenied,
+    /// The named column does not exist: the code is ahead of the migrations.
+    MissingColumn(String),
     /// Anything else.
     Other,
 }
@@ -612,10 +629,14 @@ fn position(value: Value) -> Result<i64, sqlx::Error> {
 /// A database error as the store and streams report it; `id` is the record
 /// written, if known.
 pub(crate) fn failure<B: Backend>(error: sqlx::Error, machine: &'static str, id: Option<&Value>) -> Error {
-    let message = |error: &sqlx::Error| error.as_database_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
+    let message =
+        |error: &sqlx::Error| error.as_database_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
     match B::classify(&error) {
         Failure::Unique => Error::Duplicate { machine, id: id.map(crate::fold::id_text), message: message(&error) },
         Failure::MissingTable(table) => Error::MissingTable { table },
+        Failure::MissingColumn(column) => {
+            Error::SchemaMismatch { machine, problems: vec![format!("column `{column}` does not exist")] }
+        }
         Failure::Unrepresentable => Error::Unrepresentable { backend: B::NAME, message: message(&error) },
         Failure::LockTimeout | Failure::AccessDenied | Failure::Other => Error::Database(error),
     }

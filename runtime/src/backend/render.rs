@@ -219,6 +219,13 @@ pub(crate) struct Queries {
     pub(crate) audit_rows_first: String,
     /// The audit's page of rows after an id. Binds: id, limit.
     pub(crate) audit_rows_after: String,
+    /// One row by id, locked until the transaction ends (repairs). Binds: id.
+    pub(crate) lock: String,
+    /// Rewrites a whole row, if it is still at the version and status read.
+    /// Binds: status, version, created_at, updated_at, columns, id, version, status.
+    pub(crate) repair: String,
+    /// Records a repair. Binds: records table, record id, actor, before, after, at.
+    pub(crate) record_repair: String,
     /// The events of records in an id range, by which bounds are given:
     /// `[none, upper, lower, both]`. Binds: lower, upper (when given).
     pub(crate) audit_events: [String; 4],
@@ -271,6 +278,27 @@ impl Queries {
             list_after: def.states.iter().map(|s| list_sql(s, true)).collect(),
             history: format!("{history} ORDER BY {version}"),
             history_until: format!("{history} AND {} <= {} ORDER BY {version}", q("created_at"), B::placeholder(2)),
+            lock: format!("{}{}", by_id(&rows), B::FOR_UPDATE),
+            repair: {
+                let mut p = Params::<B>::new();
+                let sets: Vec<String> = ["status", "version", "created_at", "updated_at"]
+                    .into_iter()
+                    .chain(def.columns.iter().map(|c| c.name))
+                    .map(|c| format!("{} = {}", q(c), p.next()))
+                    .collect();
+                let key = p.next();
+                let (version_was, status_was) = (p.next(), p.next());
+                format!(
+                    "UPDATE {table} SET {} WHERE {id} = {key} AND {version} = {version_was} AND {status} = {status_was}",
+                    sets.join(", ")
+                )
+            },
+            record_repair: {
+                let mut p = Params::<B>::new();
+                let columns = ["records_table", "record_id", "actor", "before", "after", "created_at"];
+                let values: Vec<String> = columns.iter().map(|_| p.next()).collect();
+                format!("INSERT INTO {} ({}) VALUES ({})", q(REPAIRS), list::<B>(columns), values.join(", "))
+            },
             audit_rows_first: format!("SELECT {rows} FROM {table} ORDER BY {id} LIMIT {}", B::placeholder(1)),
             audit_rows_after: format!(
                 "SELECT {rows} FROM {table} WHERE {id} > {} ORDER BY {id} LIMIT {}",
@@ -342,13 +370,15 @@ pub(crate) const CURSORS: &str = "statefold_cursors";
 pub(crate) const LEASES: &str = "statefold_leases";
 /// The table of events consumers gave up on.
 pub(crate) const DEAD_LETTERS: &str = "statefold_dead_letters";
+/// The table of rows repaired from their events.
+pub(crate) const REPAIRS: &str = "statefold_repairs";
 
 /// The table of idempotency keys and the outcomes of the effects run under them.
 pub(crate) const IDEMPOTENCY: &str = "statefold_idempotency";
 /// The table of messages and requests waiting to be sent.
 pub(crate) const OUTBOX: &str = "statefold_outbox";
 
-/// The shared tables of consumers and effects ([`Backend::support_tables_sql`]): `key`
+/// The shared tables of consumers, repairs and effects ([`Backend::support_tables_sql`]): `key`
 /// is the type of names that are part of a key, `serial` the definition of
 /// the dead letters' generated `id`, `suffix` the table options.
 pub(crate) fn support_tables<B: Backend>(key: &str, serial: &str, suffix: &str) -> Vec<String> {
@@ -383,6 +413,15 @@ pub(crate) fn support_tables<B: Backend>(key: &str, serial: &str, suffix: &str) 
         format!("{} {int} NOT NULL", q("attempts")),
         format!("{} {time} NOT NULL", q("created_at")),
     ]);
+    let repairs = vec![
+        serial.to_owned(),
+        format!("{} {key} NOT NULL", q("records_table")),
+        format!("{} {text} NOT NULL", q("record_id")),
+        format!("{} {text} NOT NULL", q("actor")),
+        format!("{} {json} NOT NULL", q("before")),
+        format!("{} {json} NOT NULL", q("after")),
+        format!("{} {time} NOT NULL", q("created_at")),
+    ];
     let keys = vec![
         format!("{} {key} NOT NULL PRIMARY KEY", q("key")),
         format!("{} {json}", q("outcome")),
@@ -406,6 +445,7 @@ pub(crate) fn support_tables<B: Backend>(key: &str, serial: &str, suffix: &str) 
         create_table::<B>(CURSORS, &cursors, suffix),
         create_table::<B>(LEASES, &leases, suffix),
         create_table::<B>(DEAD_LETTERS, &dead, suffix),
+        create_table::<B>(REPAIRS, &repairs, suffix),
         create_table::<B>(IDEMPOTENCY, &keys, suffix),
         create_table::<B>(OUTBOX, &outbox, suffix),
     ]

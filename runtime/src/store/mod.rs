@@ -12,9 +12,12 @@ mod audit;
 mod decode;
 mod notify;
 mod read;
+mod repair;
+mod schema;
 mod tx;
 mod write;
 
+pub use repair::{Repair, RepairOptions, RepairReport};
 pub use tx::Tx;
 
 pub(crate) use notify::Notifier;
@@ -247,9 +250,9 @@ impl<M: Machine, B: Backend> Store<M, B> {
         self.with(|inner| inner.notify = channel)
     }
 
-    /// Creates the tables shared by consumers and effects if they do not
-    /// exist ([`Backend::support_tables_sql`]): cursors, leases, dead
-    /// letters, idempotency keys, the outbox.
+    /// Creates the tables shared by consumers, repairs and effects if they
+    /// do not exist ([`Backend::support_tables_sql`]): cursors, leases, dead
+    /// letters, repairs, idempotency keys, the outbox.
     /// Migrations do this in production.
     ///
     /// # Errors

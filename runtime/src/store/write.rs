@@ -393,7 +393,11 @@ impl<M: Machine, B: Backend> Store<M, B> {
             from_names: from.map_or_else(Vec::new, |s| {
                 let state = &def.states[s.index()];
                 let names = std::iter::once(state.db_name).chain(state.was.iter().copied());
-                names.cycle().take(self.inner.sql.queries.guard_names).map(|name| Value::Text(name.to_owned())).collect()
+                names
+                    .cycle()
+                    .take(self.inner.sql.queries.guard_names)
+                    .map(|name| Value::Text(name.to_owned()))
+                    .collect()
             }),
             version: Value::I64(version),
             sources: None,

@@ -226,7 +226,8 @@ impl<M: Machine, B: Backend> Reader<M, B> {
     /// the last of `rows` (a hole, an undecodable event, a seek).
     fn read_ahead(&mut self, rows: &[DbRow<B>]) -> Result<(), Error> {
         let Some(last) = rows.last() else { return Ok(()) };
-        let last = B::read_rows(std::slice::from_ref(last), self.log.types()).map_err(|e| self.store.failure(e, None))?;
+        let last =
+            B::read_rows(std::slice::from_ref(last), self.log.types()).map_err(|e| self.store.failure(e, None))?;
         let Some(after) = last.first().map(|row| <B::Log as Log<B>>::position(row)) else { return Ok(()) };
         if !<B::Log as Log<B>>::can_read_ahead(self.cursor, rows.len(), after) {
             return Ok(());
@@ -322,7 +323,8 @@ impl Stall {
     /// Whether to warn now: once the stall lasts the warning threshold, then
     /// at most once per that long again.
     fn warning_due(&mut self, options: &StreamOptions, stalled: Duration) -> bool {
-        let due = stalled >= options.stall_warning && self.warned.is_none_or(|at| at.elapsed() >= options.stall_warning);
+        let due =
+            stalled >= options.stall_warning && self.warned.is_none_or(|at| at.elapsed() >= options.stall_warning);
         if due {
             self.warned = Some(Instant::now());
         }

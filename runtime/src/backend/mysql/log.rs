@@ -81,7 +81,12 @@ impl Log<MySql> for MySqlLog {
         &self.ids.types
     }
 
-    async fn read(&self, conn: &mut Conn<MySql>, after: Position, limit: u32) -> Result<Vec<DbRow<MySql>>, sqlx::Error> {
+    async fn read(
+        &self,
+        conn: &mut Conn<MySql>,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<DbRow<MySql>>, sqlx::Error> {
         let (id, limit) = (Value::I64(after.id()), Value::I64(i64::from(limit)));
         MySql::fetch_rows(conn, &self.ids.read, &[(&id, LogicalType::I64), (&limit, LogicalType::I64)]).await
     }
@@ -291,7 +296,9 @@ async fn open_prober(ctx: &Ctx<'_, MySql>) -> Result<MySqlConnection, Error> {
     let mut conn = ctx.pool.acquire().await?.detach();
     // READ COMMITTED: a locking read of a missing id takes no gap lock,
     // so it never blocks writers appending events.
-    MySql::execute(&mut conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED").await.map_err(|e| ctx.fail(e))?;
+    MySql::execute(&mut conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .await
+        .map_err(|e| ctx.fail(e))?;
     // Wait on a writer a second at a time: a timed-out probe is simply
     // retried, and a short wait lets the stream notice shutdown.
     MySql::execute(&mut conn, "SET SESSION innodb_lock_wait_timeout = 1").await.map_err(|e| ctx.fail(e))?;

@@ -4,11 +4,11 @@ use super::render::{self, Params};
 use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
 
 mod log;
-use log::MySqlLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 use chrono::NaiveDateTime;
+use log::MySqlLog;
 use sqlx::error::BoxDynError;
 use sqlx::mysql::{MySqlArguments, MySqlConnectOptions, MySqlDatabaseError, MySqlRow};
 use sqlx::types::Json;
@@ -188,7 +188,11 @@ impl Backend for MySql {
             }
             let event = exact.event_values_binds(&row[0], &row[2]);
             let done = super::execute::<Self>(conn, &plan.insert_event, &event).await?;
-            return Ok(Some(Written { id: row[0].clone(), row: Some(row), position: last_insert_id(done.last_insert_id())? }));
+            return Ok(Some(Written {
+                id: row[0].clone(),
+                row: Some(row),
+                position: last_insert_id(done.last_insert_id())?,
+            }));
         } else {
             let done = super::execute::<Self>(conn, &plan.update[write.state], &write.update_binds()).await?;
             if done.rows_affected() == 0 {
@@ -202,6 +206,11 @@ impl Backend for MySql {
         let done = super::execute::<Self>(conn, &plan.insert_event, &write.event_values_binds(&id, &version)).await?;
         Ok(Some(Written { id, row, position: last_insert_id(done.last_insert_id())? }))
     }
+
+    const COLUMNS_SQL: &'static str = "SELECT LOWER(CAST(column_name AS CHAR)) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = ?";
+    const INDEXES_SQL: &'static str = "SELECT DISTINCT CAST(index_name AS CHAR) FROM information_schema.statistics \
+         WHERE table_schema = DATABASE() AND table_name = ?";
 
     /// Holes in the ids are probed with locking reads.
     type Log = MySqlLog;
@@ -234,6 +243,8 @@ impl Backend for MySql {
             }
             // ER_LOCK_WAIT_TIMEOUT
             1205 => Failure::LockTimeout,
+            // ER_BAD_FIELD_ERROR: `Unknown column 'days' in 'field list'`
+            1054 => Failure::MissingColumn(mysql.message().split('\'').nth(1).unwrap_or(mysql.message()).to_owned()),
             // ER_SPECIFIC_ACCESS_DENIED_ERROR: `you need the PROCESS privilege`
             1227 => Failure::AccessDenied,
             _ => Failure::Other,

@@ -71,7 +71,11 @@ type Requests = mpsc::UnboundedReceiver<(String, oneshot::Sender<Result<(), sqlx
 /// Listens on one connection of `pool`, on every channel asked for, and
 /// wakes each channel's streams; a lost connection wakes them all, then
 /// the listener connects again and listens on them all again.
-async fn run(pool: sqlx::Pool<Postgres>, mut requests: Requests, channels: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>) {
+async fn run(
+    pool: sqlx::Pool<Postgres>,
+    mut requests: Requests,
+    channels: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+) {
     let wake = |channel: Option<&str>| {
         let channels = channels.lock().unwrap_or_else(PoisonError::into_inner);
         for (name, sender) in channels.iter() {

@@ -5,11 +5,11 @@ use super::{Backend, Bind, Codec, Conn, Failure, WakeUps, Write, Written};
 
 mod listen;
 mod log;
-use log::PostgresLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 use chrono::{DateTime, Utc};
+use log::PostgresLog;
 use serde_json::value::RawValue;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgRow, PgValueFormat};
@@ -182,15 +182,19 @@ impl Backend for Postgres {
             let names: Vec<String> = render::source_names(def, state).map(|_| p.next()).collect();
             // The event records the state's current name, whatever the row still holds.
             let whens: Vec<String> = names.iter().map(|stored| format!("WHEN {stored} THEN {}", p.next())).collect();
-            let from_name =
-                if whens.is_empty() { "NULL".to_owned() } else { format!("CASE {old}.{status} {} END", whens.join(" ")) };
+            let from_name = if whens.is_empty() {
+                "NULL".to_owned()
+            } else {
+                format!("CASE {old}.{status} {} END", whens.join(" "))
+            };
             let (kind, to, payload, metadata, at) = (p.next(), p.next(), p.next(), p.next(), p.next());
             let (cte, notify_from) = notify(&mut p, with_notify);
             let columns: Vec<&str> =
                 crate::schema::RESERVED_COLUMNS.into_iter().chain(def.columns.iter().map(|c| c.name)).collect();
             let of = |table: &str| columns.iter().map(|c| format!("{table}.{}", q(c))).collect::<Vec<_>>().join(", ");
             // No source, no row can be in one: the statement changes nothing.
-            let guard = if names.is_empty() { "FALSE".to_owned() } else { format!("{status} IN ({})", names.join(", ")) };
+            let guard =
+                if names.is_empty() { "FALSE".to_owned() } else { format!("{status} IN ({})", names.join(", ")) };
             format!(
                 "WITH {old} AS (SELECT {id}, {status} FROM {table} WHERE {id} = {key} AND {guard} FOR UPDATE), \
                  {upd} AS (UPDATE {table} AS {t} SET {} FROM {old} WHERE {t}.{id} = {old}.{id} \
@@ -264,6 +268,11 @@ impl Backend for Postgres {
 
     const NOTIFIES: bool = true;
 
+    const COLUMNS_SQL: &'static str = "SELECT lower(column_name::text) FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1";
+    const INDEXES_SQL: &'static str =
+        "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1";
+
     async fn listen(pool: &Pool<Self::Db>, channel: &str) -> Result<Option<WakeUps>, sqlx::Error> {
         listen::subscribe(pool, channel).await.map(Some)
     }
@@ -274,6 +283,8 @@ impl Backend for Postgres {
             Some("23505") => Failure::Unique,
             // `relation "orders" does not exist`
             Some("42P01") => Failure::MissingTable(db.message().split('"').nth(1).unwrap_or(db.message()).to_owned()),
+            // `column "days" does not exist`, `column "days" of relation "loans" does not exist`
+            Some("42703") => Failure::MissingColumn(db.message().split('"').nth(1).unwrap_or(db.message()).to_owned()),
             // A NUL in text (22021) or in a JSON string (22P05).
             Some("22021" | "22P05") => Failure::Unrepresentable,
             _ => Failure::Other,

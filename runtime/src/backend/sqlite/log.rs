@@ -36,7 +36,12 @@ impl Log<Sqlite> for SqliteLog {
         &self.0.types
     }
 
-    async fn read(&self, conn: &mut Conn<Sqlite>, after: Position, limit: u32) -> Result<Vec<DbRow<Sqlite>>, sqlx::Error> {
+    async fn read(
+        &self,
+        conn: &mut Conn<Sqlite>,
+        after: Position,
+        limit: u32,
+    ) -> Result<Vec<DbRow<Sqlite>>, sqlx::Error> {
         let (id, limit) = (Value::I64(after.id()), Value::I64(i64::from(limit)));
         Sqlite::fetch_rows(conn, &self.0.read, &[(&id, LogicalType::I64), (&limit, LogicalType::I64)]).await
     }
@@ -49,7 +54,13 @@ impl Log<Sqlite> for SqliteLog {
         log::id_position(row)
     }
 
-    async fn settle(&self, (): &mut (), _: &Ctx<'_, Sqlite>, _: Position, rows: Vec<Vec<Value>>) -> Result<Settled, Error> {
+    async fn settle(
+        &self,
+        (): &mut (),
+        _: &Ctx<'_, Sqlite>,
+        _: Position,
+        rows: Vec<Vec<Value>>,
+    ) -> Result<Settled, Error> {
         Ok(Settled { rows, held_back: false })
     }
 
@@ -71,9 +82,10 @@ impl Log<Sqlite> for SqliteLog {
     async fn first_after(&self, ctx: &Ctx<'_, Sqlite>, after: Position) -> Result<Option<DateTime<Utc>>, Error> {
         let mut conn = ctx.pool.acquire().await?;
         let id = Value::I64(after.id());
-        let rows = Sqlite::fetch_all(&mut conn, &self.0.first_after, &[(&id, LogicalType::I64)], &[LogicalType::Timestamp])
-            .await
-            .map_err(|e| ctx.fail(e))?;
+        let rows =
+            Sqlite::fetch_all(&mut conn, &self.0.first_after, &[(&id, LogicalType::I64)], &[LogicalType::Timestamp])
+                .await
+                .map_err(|e| ctx.fail(e))?;
         Ok(log::time(&rows))
     }
 

@@ -4,11 +4,11 @@ use super::render::{self, Params};
 use super::{Backend, Bind, Codec, Conn, Failure, Write, Written};
 
 mod log;
-use log::SqliteLog;
 use crate::error::Error;
 use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 use chrono::{DateTime, SecondsFormat, Utc};
+use log::SqliteLog;
 use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteRow};
 use sqlx::types::Json;
@@ -72,8 +72,12 @@ impl Backend for Sqlite {
         Ok(pool)
     }
 
+    /// In grave accents, which SQLite reads only as an identifier: a name in
+    /// double quotes that matches no column is read as a string literal
+    /// (SQLite's "double-quoted string" quirk), so code running ahead of its
+    /// migrations would read the column's name as its value instead of failing.
     fn quote_ident(ident: &str) -> String {
-        format!("\"{}\"", ident.replace('"', "\"\""))
+        format!("`{}`", ident.replace('`', "``"))
     }
 
     fn column_type(ty: LogicalType) -> &'static str {
@@ -119,6 +123,8 @@ impl Backend for Sqlite {
 
     const ONE_STATEMENT: bool = false;
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    /// Nothing: a write transaction holds the database's write lock.
+    const FOR_UPDATE: &'static str = "";
     const BEGIN_SNAPSHOT: &'static str = "BEGIN";
 
     type Plan = SqlitePlan;
@@ -183,6 +189,9 @@ impl Backend for Sqlite {
         Ok(Some(Written { id, row, position: super::position(single(position)?)? }))
     }
 
+    const COLUMNS_SQL: &'static str = "SELECT lower(name) FROM pragma_table_info(?)";
+    const INDEXES_SQL: &'static str = "SELECT name FROM pragma_index_list(?)";
+
     /// One writer at a time: event ids are commit order.
     type Log = SqliteLog;
 
@@ -201,10 +210,18 @@ impl Backend for Sqlite {
         match db.code().as_deref() {
             // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
             Some("2067" | "1555") => Failure::Unique,
-            _ => match db.message().strip_prefix("no such table: ") {
-                Some(table) => Failure::MissingTable(table.trim_start_matches("main.").to_owned()),
-                None => Failure::Other,
-            },
+            _ => {
+                let message = db.message();
+                if let Some(table) = message.strip_prefix("no such table: ") {
+                    Failure::MissingTable(table.trim_start_matches("main.").to_owned())
+                } else if let Some(column) = message.strip_prefix("no such column: ") {
+                    Failure::MissingColumn(column.to_owned())
+                } else if let Some((_, column)) = message.split_once(" has no column named ") {
+                    Failure::MissingColumn(column.to_owned())
+                } else {
+                    Failure::Other
+                }
+            }
         }
     }
 }

@@ -34,7 +34,8 @@ impl Sql {
             &[B::placeholder(1), B::placeholder(2), "0".into(), "0".into(), B::placeholder(3)],
             "stream",
         );
-        let load = format!("SELECT {}, {} FROM {} WHERE {}", q("tx"), q("position"), q(CURSORS), key(&mut Params::new()));
+        let load =
+            format!("SELECT {}, {} FROM {} WHERE {}", q("tx"), q("position"), q(CURSORS), key(&mut Params::new()));
         let advance = {
             let mut p = Params::<B>::new();
             let (tx, id, at) = (p.next(), p.next(), p.next());

@@ -21,8 +21,19 @@ pub(super) struct DeadLetter {
     pub(super) attempts: u32,
 }
 
-const COLUMNS: [&str; 11] =
-    ["stream", "consumer", "tx", "position", "record_id", "kind", "payload", "metadata", "error", "attempts", "created_at"];
+const COLUMNS: [&str; 11] = [
+    "stream",
+    "consumer",
+    "tx",
+    "position",
+    "record_id",
+    "kind",
+    "payload",
+    "metadata",
+    "error",
+    "attempts",
+    "created_at",
+];
 
 /// Records one consumer's dead letters.
 pub(super) struct DeadLetters<M: Machine, B: Backend> {

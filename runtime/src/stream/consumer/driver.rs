@@ -92,13 +92,17 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
 
     /// Runs the states until [`State::Stop`], then gives the lease up;
     /// returns how many events were handled.
-    pub(super) async fn drive<F: Future<Output = ()> + Send>(mut self, mut shutdown: Shutdown<'_, F>) -> Result<u64, Error> {
+    pub(super) async fn drive<F: Future<Output = ()> + Send>(
+        mut self,
+        mut shutdown: Shutdown<'_, F>,
+    ) -> Result<u64, Error> {
         let result = loop {
             let state = self.run.state();
             if state == State::Stop {
                 break Ok(());
             }
-            let outcome = if stopping(&mut shutdown) { Ok(Outcome::Shutdown) } else { self.step(state, shutdown.as_mut()).await };
+            let outcome =
+                if stopping(&mut shutdown) { Ok(Outcome::Shutdown) } else { self.step(state, shutdown.as_mut()).await };
             let outcome = match outcome {
                 Ok(outcome) => outcome,
                 Err(error) if ends_run(&error) => break Err(error),
@@ -122,7 +126,11 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
         result.map(|()| self.handled)
     }
 
-    async fn step<F: Future<Output = ()> + Send>(&mut self, state: State, mut shutdown: Shutdown<'_, F>) -> Result<Outcome, Error> {
+    async fn step<F: Future<Output = ()> + Send>(
+        &mut self,
+        state: State,
+        mut shutdown: Shutdown<'_, F>,
+    ) -> Result<Outcome, Error> {
         let ttl = self.consumer.lease_ttl;
         match state {
             State::Lease => self.lease().await,
@@ -172,7 +180,8 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
     async fn load(&mut self) -> Result<Outcome, Error> {
         let store = &self.consumer.store;
         if self.reader.is_none() {
-            let reader = Reader::open(store.clone(), self.consumer.options.clone(), Start::Beginning, &self.key).await?;
+            let reader =
+                Reader::open(store.clone(), self.consumer.options.clone(), Start::Beginning, &self.key).await?;
             self.reader = Some(reader);
         }
         if self.mode == Mode::Rebuild && !self.reset {
@@ -299,7 +308,11 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
 
     /// Handles one event until it succeeds, is dead-lettered, or the run
     /// loses its lease or is asked to stop.
-    async fn handle<F: Future<Output = ()> + Send>(&mut self, envelope: &Envelope<M>, mut shutdown: Shutdown<'_, F>) -> Result<Handled, Error> {
+    async fn handle<F: Future<Output = ()> + Send>(
+        &mut self,
+        envelope: &Envelope<M>,
+        mut shutdown: Shutdown<'_, F>,
+    ) -> Result<Handled, Error> {
         let (mut failures, mut handler_failures) = (0_u32, 0_u32);
         loop {
             let span = tracing::info_span!(
@@ -413,7 +426,6 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
         tempt(&self.consumer.store)?;
         self.lease.release().await
     }
-
 }
 
 /// A fault injected on purpose before a trip to the database, as when it
@@ -478,6 +490,7 @@ fn ends_run(error: &Error) -> bool {
         | Error::Duplicate { .. }
         | Error::PrivilegeRequired { .. }
         | Error::InvalidPosition { .. }
+        | Error::SchemaMismatch { .. }
         | Error::InvalidEffect { .. }
         | Error::UnregisteredMachine { .. }
         | Error::InvalidKey { .. }

@@ -87,10 +87,7 @@ pub struct Consumer<M: Machine, B: Backend> {
 
 impl<M: Machine, B: Backend> fmt::Debug for Consumer<M, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Consumer")
-            .field("name", &self.key())
-            .field("machine", &M::DEF.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Consumer").field("name", &self.key()).field("machine", &M::DEF.name).finish_non_exhaustive()
     }
 }
 
@@ -289,7 +286,11 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
 
 /// What the driver runs: a handler, and for a rebuild its reset.
 trait Driven<M: Machine, B: Backend>: Send {
-    fn handle(&mut self, tx: &mut Tx<'static, B>, event: &Envelope<M>) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    fn handle(
+        &mut self,
+        tx: &mut Tx<'static, B>,
+        event: &Envelope<M>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
     fn reset(&mut self, tx: &mut Tx<'static, B>) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
@@ -298,7 +299,11 @@ trait Driven<M: Machine, B: Backend>: Send {
 struct Plain<'h, H>(&'h mut H);
 
 impl<M: Machine, B: Backend, H: Handler<M, B>> Driven<M, B> for Plain<'_, H> {
-    fn handle(&mut self, tx: &mut Tx<'static, B>, event: &Envelope<M>) -> impl Future<Output = Result<(), HandlerError>> + Send {
+    fn handle(
+        &mut self,
+        tx: &mut Tx<'static, B>,
+        event: &Envelope<M>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
         self.0.handle(tx, event)
     }
 
@@ -312,7 +317,11 @@ impl<M: Machine, B: Backend, H: Handler<M, B>> Driven<M, B> for Plain<'_, H> {
 struct Rebuilt<'h, H>(&'h mut H);
 
 impl<M: Machine, B: Backend, H: Projection<M, B>> Driven<M, B> for Rebuilt<'_, H> {
-    fn handle(&mut self, tx: &mut Tx<'static, B>, event: &Envelope<M>) -> impl Future<Output = Result<(), HandlerError>> + Send {
+    fn handle(
+        &mut self,
+        tx: &mut Tx<'static, B>,
+        event: &Envelope<M>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
         self.0.handle(tx, event)
     }
 

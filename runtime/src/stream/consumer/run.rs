@@ -149,7 +149,10 @@ mod tests {
 
     #[test]
     fn caught_up_it_idles_then_asks_for_the_lease_again() {
-        assert_eq!(run(&[O::Leased, O::Ready, O::Empty, O::Waited, O::Leased]), [S::Load, S::Work, S::Idle, S::Lease, S::Work]);
+        assert_eq!(
+            run(&[O::Leased, O::Ready, O::Empty, O::Waited, O::Leased]),
+            [S::Load, S::Work, S::Idle, S::Lease, S::Work]
+        );
     }
 
     #[test]
