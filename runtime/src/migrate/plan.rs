@@ -137,9 +137,9 @@ impl Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::CreateSupportTables => {
-                f.write_str("create the shared tables (cursors, leases, dead letters, repairs, idempotency keys, outbox)")
-            }
+            Self::CreateSupportTables => f.write_str(
+                "create the shared tables (cursors, leases, dead letters, repairs, idempotency keys, outbox)",
+            ),
             Self::CreateMachine { def } => {
                 write!(f, "create machine `{}` (tables `{}`, `{}`)", def.name, def.table, def.events_table)
             }
