@@ -452,6 +452,7 @@ impl Destination for Down {
 /// times and becomes a dead letter; a message of another key is not held
 /// up; a requeued dead letter is pending again.
 pub async fn dead_letters_after_n_attempts<B: TestBackend>() {
+    crate::observe::install();
     let Some((db, _cards, runner)) = setup::<B>("dead").await else { return };
     let message = Message::new("t", "k", &"never delivered");
     runner.run("k", &Effects::new().message(message.clone())).await.expect("runs");
@@ -469,6 +470,14 @@ pub async fn dead_letters_after_n_attempts<B: TestBackend>() {
     assert_eq!((dead.attempts, dead.error.as_str()), (3, "the broker is down"));
     assert_eq!(dead.outgoing, Outgoing::Message(message));
     assert_eq!(dispatcher.pending().await.expect("counts"), 0);
+    let counted = crate::observe::counters(&[("kind", "message")]);
+    assert!(counted.get("statefold_outbox_retries_total") >= Some(&2), "two retries counted: {counted:?}");
+    assert!(counted.get("statefold_outbox_dead_letters_total") >= Some(&1), "a dead letter counted: {counted:?}");
+    let logged = crate::observe::log_lines(&dead.id);
+    assert!(
+        logged.iter().any(|line| line.contains("dead letter") && line.contains("the broker is down")),
+        "{logged:?}"
+    );
     assert!(dispatcher.requeue(dead.row).await.expect("requeues"));
     assert_eq!(dispatcher.pending().await.expect("counts"), 1);
 }

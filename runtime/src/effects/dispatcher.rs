@@ -20,7 +20,7 @@ use sqlx::Pool;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Delivers the outbox: every message and request that a committed
 /// [`Runner`](super::Runner) run put there, **at least once**, with a
@@ -230,7 +230,7 @@ impl<B: Backend> Dispatcher<B> {
         let result = loop {
             wake.borrow_and_update();
             let pause = match lease.take(self.lease_ttl).await {
-                Ok(true) => match self.pass().await {
+                Ok(true) => match self.pass(&lease).await {
                     Ok(pass) => {
                         failures = 0;
                         if pass.full {
@@ -329,8 +329,10 @@ impl<B: Backend> Dispatcher<B> {
         Ok(crate::backend::log::count(&rows))
     }
 
-    /// Reads a batch of pending rows and sends those that may go now.
-    async fn pass(&self) -> Result<Pass, Error> {
+    /// Reads a batch of pending rows and sends those that may go now,
+    /// renewing the lease while it sends (slow receivers can make a batch
+    /// outlast it); stops early if another process took it meanwhile.
+    async fn pass(&self, lease: &Lease<B>) -> Result<Pass, Error> {
         let kinds = match (&self.messages, &self.requests) {
             (Some(_), Some(_)) => ["message", "request"],
             (Some(_), None) => ["message", "message"],
@@ -348,7 +350,15 @@ impl<B: Backend> Dispatcher<B> {
         let mut batch = Batch::default();
         let mut now = 0;
         let mut sent = Vec::new();
+        let mut renewed = Instant::now();
         for row in rows {
+            if renewed.elapsed() > self.lease_ttl / 3 {
+                if !lease.take(self.lease_ttl).await? {
+                    tracing::warn!("outbox dispatcher: lost its lease during a batch (sends outlasted it); stopping");
+                    break;
+                }
+                renewed = Instant::now();
+            }
             let Ok(
                 [Value::I64(row), Value::Text(id), Value::Text(kind), Value::Text(key), body, Value::I64(attempts), Value::I64(due), Value::Timestamp(created), Value::I64(clock)],
             ) = <[Value; 9]>::try_from(row)
