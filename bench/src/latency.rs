@@ -2,22 +2,25 @@
 //! delivers its event, by how the stream learns of it.
 //!
 //! - in-process: the writer's store wakes streams of the same store;
-//! - NOTIFY: writer and reader are separate stores on separate pools (as two
-//!   processes would be); PostgreSQL `NOTIFY` wakes the reader;
+//! - NOTIFY (PostgreSQL): writer and reader are separate stores on separate
+//!   pools (as two processes would be); `NOTIFY` wakes the reader;
 //! - polling: separate stores without notifications; the reader polls.
 //!
 //! Writes are sequential, `PAUSE` apart. Latency runs from just before the
 //! write is sent to the delivery, so it includes the write's own round
 //! trips; the write's median duration is shown to subtract.
 
-use crate::{BoxError, Options, Order, OrderPlaced};
+use crate::scratch::Scratch;
+use crate::{BoxError, Db, Options, Order, OrderPlaced};
 use futures::StreamExt;
-use statefold::{Backend, Postgres, Sqlite, Start, Store, StreamOptions};
+use statefold::{Backend, MySql, Postgres, Sqlite, Start, Store, StreamOptions};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Time between two writes.
 const PAUSE: Duration = Duration::from_millis(2);
+/// The longest wait for one delivery.
+const WAIT_LIMIT: Duration = Duration::from_secs(30);
 /// The polling interval of the polling mode.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -43,7 +46,10 @@ async fn measure<B: Backend>(
     let mut stream = reader.stream_with(Start::After(head), options);
     // The first event opens the stream (and its listener) before timing starts.
     let warm = writer.insert(OrderPlaced { customer: "warm-up".into(), amount_cents: 0 }).await?;
-    let first = stream.next().await.ok_or("the stream ended")??;
+    let first = tokio::time::timeout(WAIT_LIMIT, stream.next())
+        .await
+        .map_err(|_| format!("no event within {WAIT_LIMIT:?}"))?
+        .ok_or("the stream ended")??;
     assert_eq!(first.record_id, *warm.id());
     let (sender, mut delivered) = tokio::sync::mpsc::unbounded_channel();
     let consumer = tokio::spawn(async move {
@@ -64,7 +70,10 @@ async fn measure<B: Backend>(
     }
     let mut latencies = Vec::with_capacity(samples);
     while latencies.len() < samples {
-        let (id, at) = delivered.recv().await.ok_or("the stream ended")?;
+        let (id, at) = tokio::time::timeout(WAIT_LIMIT, delivered.recv())
+            .await
+            .map_err(|_| format!("no event within {WAIT_LIMIT:?}"))?
+            .ok_or("the stream ended")?;
         let start = started.get(&id).ok_or("an event nobody wrote")?;
         latencies.push(at.duration_since(*start));
     }
@@ -80,48 +89,47 @@ async fn measure<B: Backend>(
     Ok(())
 }
 
-pub(crate) async fn run(options: &Options, postgres_url: Option<&str>) -> Result<(), BoxError> {
+pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
     println!("commit-to-consumer latency over {} sequential writes, {PAUSE:?} apart (milliseconds)\n", options.samples);
     println!("{:<12} {:<22} {:>9} {:>9} {:>12}", "backend", "wake-up", "p50", "p99", "write p50");
-    let polling = StreamOptions::default().poll_interval(POLL);
-    let no_poll = StreamOptions::default().poll_interval(Duration::from_secs(3600));
-    if options.sqlite {
-        let path = std::env::temp_dir().join(format!("statefold-bench-latency-{}.db", std::process::id()));
-        let pool = Sqlite::connect(&format!("sqlite://{}", path.display())).await?;
-        let result = async {
-            let store = Store::<Order, Sqlite>::new(pool.clone());
-            store.create_tables().await?;
-            measure("SQLite", "in-process", store.clone(), &store, no_poll.clone(), options.samples).await?;
-            let other = Store::<Order, Sqlite>::new(pool.clone());
-            measure("SQLite", "polling 100 ms", other, &store, polling.clone(), options.samples).await?;
-            Ok::<_, BoxError>(())
-        }
-        .await;
-        pool.close().await;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.clone().into_os_string();
-            file.push(suffix);
-            // A missing -wal or -shm file is fine.
-            let _ = std::fs::remove_file(file);
-        }
-        result?;
-    }
-    if let Some(url) = postgres_url {
-        let scratch = crate::catchup::Scratch::create(url, "latency").await?;
-        let result = async {
-            let store = Store::<Order, Postgres>::new(scratch.pool.clone());
-            store.create_tables().await?;
-            measure("PostgreSQL", "in-process", store.clone(), &store, no_poll.clone(), options.samples).await?;
-            let notifying = Store::<Order, Postgres>::new(scratch.another_pool().await?).with_notifications(true);
-            let listening = no_poll.clone().listen(true);
-            measure("PostgreSQL", "NOTIFY (other process)", notifying, &store, listening, options.samples).await?;
-            let silent = Store::<Order, Postgres>::new(scratch.another_pool().await?);
-            measure("PostgreSQL", "polling 100 ms", silent, &store, polling.clone(), options.samples).await?;
-            Ok::<_, BoxError>(())
-        }
-        .await;
+    let mut commands = Vec::new();
+    for &db in &options.backends {
+        let scratch = Scratch::create(db, options.server(db)?, "latency").await?;
+        let result = match db {
+            Db::Sqlite => modes::<Sqlite>(db, &scratch.url, options.samples).await,
+            Db::Postgres => modes::<Postgres>(db, &scratch.url, options.samples).await,
+            Db::MySql => modes::<MySql>(db, &scratch.url, options.samples).await,
+        };
         scratch.remove().await?;
         result?;
+        commands.push(format!(
+            "cargo run --release -p statefold-bench -- --bench latency --backend {} --samples {}",
+            db.flag(),
+            options.samples
+        ));
     }
+    println!("\neach backend, with the server URLs in STATEFOLD_TEST_POSTGRES_URL / STATEFOLD_TEST_MYSQL_URL:");
+    for command in commands {
+        println!("  {command}");
+    }
+    println!();
+    Ok(())
+}
+
+/// Every wake-up the backend has: in-process, `NOTIFY` where the database
+/// has it, and polling. Each "other process" is a store on a pool of its own.
+async fn modes<B: Backend>(db: Db, url: &str, samples: usize) -> Result<(), BoxError> {
+    let polling = StreamOptions::default().poll_interval(POLL);
+    let no_poll = StreamOptions::default().poll_interval(Duration::from_secs(3600));
+    let store = Store::<Order, B>::connect(url).await?;
+    measure(db.label(), "in-process", store.clone(), &store, no_poll.clone(), samples).await?;
+    if db == Db::Postgres {
+        let notifying = Store::<Order, B>::connect(url).await?.with_notifications(true);
+        let listening = no_poll.listen(true);
+        measure(db.label(), "NOTIFY (other process)", notifying, &store, listening, samples).await?;
+    }
+    let silent = Store::<Order, B>::connect(url).await?;
+    measure(db.label(), "polling 100 ms", silent, &store, polling, samples).await?;
+    store.pool().close().await;
     Ok(())
 }

@@ -1,35 +1,45 @@
 //! statefold's benchmarks, one per `--bench`:
 //!
-//! - `transitions` (the default): commands per second through statefold vs
-//!   hand-written sqlx running the identical statements in the identical
-//!   transactions, for the workload place -> pay -> ship, with 1 and 8 clients;
-//! - `catchup`: a stream reading `--events` events from position 0 vs a raw
-//!   `SELECT .. WHERE id > $1 ORDER BY id LIMIT n` loop, and the peak memory of each;
-//! - `latency`: commit-to-consumer latency, with and without notifications.
+//! - `transitions` (the default): commands per second for the workload
+//!   place -> pay -> ship, each command a separate call that arrives with the
+//!   order's id, through statefold (`Store::insert`, then `Store::transition`
+//!   by id) and through the SQL a sqlx expert would write by hand for the
+//!   same tables (see `hand.rs`);
+//! - `catchup`: a stream reading the log from position 0 against a raw
+//!   keyset loop over the same columns;
+//! - `latency`: commit-to-consumer latency, by how the stream learns of a write;
+//! - `all`: the three in turn.
 //!
 //! ```text
-//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency] [--backend sqlite|postgres|all]
-//!     [--ops N] [--rounds N] [--events N] [--batch N] [--samples N] [--postgres-url URL]
+//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|all]
+//!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N]
+//!     [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]
 //! ```
 //!
-//! SQLite runs on a temporary file in WAL mode. PostgreSQL runs in a fresh
-//! database created on the server of `--postgres-url` (default:
-//! `STATEFOLD_TEST_POSTGRES_URL`) and dropped afterwards. Each figure is the
-//! median of the rounds; both sides use the same pool settings.
+//! Every timed run of `transitions` and `catchup` is a child process (this
+//! binary again, with `--side statefold|hand --url URL`) that runs one side
+//! once and prints its rate and its peak resident set (`VmHWM`), so each
+//! side's memory is its own. Rounds alternate which side goes first; each
+//! figure is the median of the rounds. Both sides open their pool with
+//! [`Backend::connect`](statefold::Backend::connect), statefold's settings:
+//! sqlx's defaults (10 connections) with `test_before_acquire(false)`, and
+//! SQLite on a file in WAL mode.
+//!
+//! SQLite runs on temporary files. PostgreSQL and MySQL run in a database
+//! created for the run on the server of `--postgres-url` / `--mysql-url`
+//! (default: `STATEFOLD_TEST_POSTGRES_URL` / `STATEFOLD_TEST_MYSQL_URL`) and
+//! dropped afterwards.
 
-use chrono::{DateTime, SubsecRound, Utc};
-use serde_json::json;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::types::Json;
-use sqlx::{Executor, PgPool, SqlitePool};
-use statefold::{Backend, Machine, Postgres, Sqlite, Store};
-use std::future::Future;
+use statefold::Machine;
 use std::process::ExitCode;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod catchup;
+mod child;
+mod hand;
 mod latency;
+mod scratch;
+mod transitions;
 
 /// An order's life, as in the README.
 #[derive(Debug, Clone, PartialEq, Machine)]
@@ -66,8 +76,10 @@ enum Order {
     Delivered,
 }
 
-/// Commands per order: place, pay, ship.
-const COMMANDS_PER_ORDER: usize = 3;
+/// The longest a child's timed work may take before it gives up.
+const RUN_LIMIT: Duration = Duration::from_secs(240);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Which benchmark runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,70 +87,172 @@ enum Bench {
     Transitions,
     Catchup,
     Latency,
+    All,
+}
+
+/// A database the benchmarks run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+impl Db {
+    /// The `--backend` value.
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::MySql => "mysql",
+        }
+    }
+
+    /// The name in tables.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+            Self::MySql => "MySQL",
+        }
+    }
+}
+
+/// One side of a comparison, as a child process runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Through statefold's public API.
+    Statefold,
+    /// Through hand-written sqlx.
+    Hand,
+    /// PostgreSQL catch-up only: the stream's gap-safe query in a raw loop.
+    Fenced,
+}
+
+impl Side {
+    fn flag(self) -> &'static str {
+        match self {
+            Self::Statefold => "statefold",
+            Self::Hand => "hand",
+            Self::Fenced => "fenced",
+        }
+    }
 }
 
 struct Options {
     bench: Bench,
+    backends: Vec<Db>,
+    clients: Vec<usize>,
+    orders: usize,
+    rounds: usize,
     events: usize,
     batch: u32,
     samples: usize,
-    sqlite: bool,
-    postgres: bool,
-    ops: usize,
-    rounds: usize,
     postgres_url: Option<String>,
+    mysql_url: Option<String>,
+    /// Child mode: run this side once against `url` and print its figures.
+    side: Option<Side>,
+    url: Option<String>,
 }
+
+impl Options {
+    /// The server URL for `db` (none for SQLite).
+    fn server(&self, db: Db) -> Result<Option<&str>, BoxError> {
+        let (url, flag, var) = match db {
+            Db::Sqlite => return Ok(None),
+            Db::Postgres => (&self.postgres_url, "--postgres-url", "STATEFOLD_TEST_POSTGRES_URL"),
+            Db::MySql => (&self.mysql_url, "--mysql-url", "STATEFOLD_TEST_MYSQL_URL"),
+        };
+        match url {
+            Some(url) => Ok(Some(url)),
+            None => {
+                Err(format!("{} needs a server: pass {flag} or set {var} (or choose --backend)", db.label()).into())
+            }
+        }
+    }
+}
+
+const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|all] \
+    [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N] [--events N] [--batch N] \
+    [--samples N] [--postgres-url URL] [--mysql-url URL]\n\
+    child mode (one side once, as the benchmark runs it): [--bench transitions|catchup] --backend DB \
+    --side statefold|hand|fenced --url DATABASE_URL [--clients N] [--orders N] [--events N] [--batch N]";
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         bench: Bench::Transitions,
-        events: 1_000_000,
+        backends: vec![Db::Sqlite, Db::Postgres, Db::MySql],
+        clients: vec![1, 8],
+        orders: 1_000,
+        rounds: 5,
+        events: 300_000,
         batch: 1_000,
         samples: 500,
-        sqlite: true,
-        postgres: true,
-        ops: 6_000,
-        rounds: 5,
         postgres_url: std::env::var("STATEFOLD_TEST_POSTGRES_URL").ok(),
+        mysql_url: std::env::var("STATEFOLD_TEST_MYSQL_URL").ok(),
+        side: None,
+        url: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        let number = |text: String| text.parse::<usize>().map_err(|e| format!("{arg}: {e}"));
         match arg.as_str() {
-            "--backend" => match value()?.as_str() {
-                "sqlite" => (options.sqlite, options.postgres) = (true, false),
-                "postgres" => (options.sqlite, options.postgres) = (false, true),
-                "all" => (options.sqlite, options.postgres) = (true, true),
-                other => return Err(format!("unknown backend `{other}`: use sqlite, postgres or all")),
-            },
+            "--backend" => {
+                options.backends = match value()?.as_str() {
+                    "sqlite" => vec![Db::Sqlite],
+                    "postgres" => vec![Db::Postgres],
+                    "mysql" => vec![Db::MySql],
+                    "all" => vec![Db::Sqlite, Db::Postgres, Db::MySql],
+                    other => return Err(format!("unknown backend `{other}`: use sqlite, postgres, mysql or all")),
+                }
+            }
             "--bench" => {
                 options.bench = match value()?.as_str() {
                     "transitions" => Bench::Transitions,
                     "catchup" => Bench::Catchup,
                     "latency" => Bench::Latency,
-                    other => return Err(format!("unknown bench `{other}`: use transitions, catchup or latency")),
+                    "all" => Bench::All,
+                    other => return Err(format!("unknown bench `{other}`: use transitions, catchup, latency or all")),
                 }
             }
-            "--events" => options.events = value()?.parse().map_err(|e| format!("--events: {e}"))?,
-            "--batch" => options.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
-            "--samples" => options.samples = value()?.parse().map_err(|e| format!("--samples: {e}"))?,
-            "--ops" => options.ops = value()?.parse().map_err(|e| format!("--ops: {e}"))?,
-            "--rounds" => options.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
-            "--postgres-url" => options.postgres_url = Some(value()?),
-            "--help" | "-h" => {
-                return Err("usage: statefold-bench [--bench transitions|catchup|latency] \
-                            [--backend sqlite|postgres|all] [--ops N] [--rounds N] [--events N] [--batch N] \
-                            [--samples N] [--postgres-url URL]"
-                    .into())
+            "--clients" => {
+                options.clients = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>().map_err(|e| format!("--clients: {e}")))
+                    .collect::<Result<_, _>>()?
             }
+            "--orders" => options.orders = number(value()?)?,
+            "--rounds" => options.rounds = number(value()?)?,
+            "--events" => options.events = number(value()?)?,
+            "--batch" => options.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
+            "--samples" => options.samples = number(value()?)?,
+            "--postgres-url" => options.postgres_url = Some(value()?),
+            "--mysql-url" => options.mysql_url = Some(value()?),
+            "--side" => {
+                options.side = Some(match value()?.as_str() {
+                    "statefold" => Side::Statefold,
+                    "hand" => Side::Hand,
+                    "fenced" => Side::Fenced,
+                    other => return Err(format!("unknown side `{other}`: use statefold, hand or fenced")),
+                })
+            }
+            "--url" => options.url = Some(value()?),
+            "--help" | "-h" => return Err(USAGE.into()),
             other => return Err(format!("unknown argument `{other}`; see --help")),
         }
     }
-    if options.ops < COMMANDS_PER_ORDER * 8 || options.rounds == 0 {
-        return Err("--ops must be at least 24 and --rounds at least 1".into());
+    if options.clients.is_empty() || options.clients.iter().any(|&c| c == 0 || c > 64) {
+        return Err("--clients takes numbers from 1 to 64".into());
+    }
+    if options.orders == 0 || options.rounds == 0 {
+        return Err("--orders and --rounds must be at least 1".into());
     }
     if options.events == 0 || options.batch == 0 || options.samples < 2 {
         return Err("--events and --batch must be at least 1, --samples at least 2".into());
+    }
+    if options.side.is_some() != options.url.is_some() {
+        return Err("--side and --url go together (child mode)".into());
     }
     Ok(options)
 }
@@ -152,35 +266,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = async {
-        let url = || {
-            options.postgres_url.as_deref().ok_or(
-                "PostgreSQL needs a server: pass --postgres-url or set STATEFOLD_TEST_POSTGRES_URL (or use --backend sqlite)",
-            )
-        };
-        match options.bench {
-            Bench::Transitions => {
-                println!(
-                    "place -> pay -> ship, {} commands per run, median of {} rounds (commands per second)\n",
-                    options.ops, options.rounds
-                );
-                println!(
-                    "{:<12} {:>7} {:>12} {:>18} {:>7}",
-                    "backend", "clients", "statefold", "hand-written sqlx", "ratio"
-                );
-                if options.sqlite {
-                    bench_sqlite(&options).await?;
-                }
-                if options.postgres {
-                    bench_postgres(&options, url()?).await?;
-                }
-            }
-            Bench::Catchup => catchup::run(&options, options.postgres.then(url).transpose()?).await?,
-            Bench::Latency => latency::run(&options, options.postgres.then(url).transpose()?).await?,
-        }
-        Ok::<_, BoxError>(())
+    let result = match (options.side, options.url.as_deref()) {
+        (Some(side), Some(url)) => child::serve(&options, side, url).await,
+        _ => run(&options).await,
     };
-    match result.await {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -189,264 +279,27 @@ async fn main() -> ExitCode {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Runs `orders` orders split over `clients` concurrent clients; returns the elapsed time.
-async fn drive<F, Fut>(clients: usize, orders: usize, order: F) -> Result<Duration, BoxError>
-where
-    F: Fn(usize) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Result<(), BoxError>> + Send,
-{
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|client| {
-            let order = order.clone();
-            tokio::spawn(async move {
-                for n in (client..orders).step_by(clients) {
-                    order(n).await?;
-                }
-                Ok::<_, BoxError>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
+async fn run(options: &Options) -> Result<(), BoxError> {
+    let all = options.bench == Bench::All;
+    if all || options.bench == Bench::Transitions {
+        transitions::run(options).await?;
     }
-    Ok(start.elapsed())
-}
-
-/// One order through statefold.
-async fn statefold_order<B: Backend>(store: Store<Order, B>, n: usize) -> Result<(), BoxError> {
-    let placed = store.insert(OrderPlaced { customer: format!("customer {n}"), amount_cents: 4200 }).await?;
-    let paid = store.apply(placed.transition(OrderPaid { payment_ref: format!("pay_{n}") })).await?;
-    store.apply(paid.transition(OrderShipped { tracking: format!("trk_{n}") })).await?;
-    Ok(())
-}
-
-/// A time at the precision statefold stores.
-fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
-/// The row a transition returns, then the event's position.
-type PgRow =
-    (i64, String, i64, DateTime<Utc>, DateTime<Utc>, String, i64, Option<String>, Option<String>, Option<String>, i64);
-
-// The statements statefold renders for `Order` on PostgreSQL, copied verbatim.
-const PG_PLACE: &str = r#"WITH "rec" AS (INSERT INTO "orders" ("status", "version", "created_at", "updated_at", "customer", "amount_cents") VALUES ($1, 1, $2, $3, $4, $5) RETURNING "id", "version") INSERT INTO "order_events" ("record_id", "kind", "from_status", "to_status", "version", "payload", "metadata", "created_at") SELECT "id", $6, $7, $8, "version", $9, $10, $11 FROM "rec" RETURNING "record_id", "id""#;
-const PG_PAY: &str = r#"WITH "upd" AS (UPDATE "orders" SET "status" = $1, "version" = "version" + 1, "updated_at" = $2, "payment_ref" = $3 WHERE "id" = $4 AND "status" = $5 AND "version" = $6 RETURNING "id", "status", "version", "created_at", "updated_at", "customer", "amount_cents", "payment_ref", "tracking", "reason"), "ev" AS (INSERT INTO "order_events" ("record_id", "kind", "from_status", "to_status", "version", "payload", "metadata", "created_at") SELECT "id", $7, $8, $9, "version", $10, $11, $12 FROM "upd" RETURNING "id") SELECT "upd".*, "ev"."id" FROM "upd", "ev""#;
-const PG_SHIP: &str = r#"WITH "upd" AS (UPDATE "orders" SET "status" = $1, "version" = "version" + 1, "updated_at" = $2, "tracking" = $3 WHERE "id" = $4 AND "status" = $5 AND "version" = $6 RETURNING "id", "status", "version", "created_at", "updated_at", "customer", "amount_cents", "payment_ref", "tracking", "reason"), "ev" AS (INSERT INTO "order_events" ("record_id", "kind", "from_status", "to_status", "version", "payload", "metadata", "created_at") SELECT "id", $7, $8, $9, "version", $10, $11, $12 FROM "upd" RETURNING "id") SELECT "upd".*, "ev"."id" FROM "upd", "ev""#;
-
-/// One order through hand-written sqlx on PostgreSQL: one statement per command.
-async fn sqlx_order_pg(pool: PgPool, n: usize) -> Result<(), BoxError> {
-    let meta = json!({});
-    let (customer, at) = (format!("customer {n}"), now());
-    let payload = json!({ "customer": customer, "amount_cents": 4200 });
-    let (id, _position): (i64, i64) = sqlx::query_as(PG_PLACE)
-        .bind("placed")
-        .bind(at)
-        .bind(at)
-        .bind(&customer)
-        .bind(4200_i64)
-        .bind("placed")
-        .bind(None::<&str>)
-        .bind("placed")
-        .bind(Json(&payload))
-        .bind(Json(&meta))
-        .bind(at)
-        .fetch_one(&pool)
-        .await?;
-    let steps = [
-        (PG_PAY, "placed", "paid", format!("pay_{n}"), "payment_ref"),
-        (PG_SHIP, "paid", "shipped", format!("trk_{n}"), "tracking"),
-    ];
-    for (version, (sql, from, to, value, field)) in (1_i64..).zip(steps) {
-        let at = now();
-        let payload = json!({ field: value });
-        let row: Option<PgRow> = sqlx::query_as(sql)
-            .bind(to)
-            .bind(at)
-            .bind(&value)
-            .bind(id)
-            .bind(from)
-            .bind(version)
-            .bind(to)
-            .bind(from)
-            .bind(to)
-            .bind(Json(&payload))
-            .bind(Json(&meta))
-            .bind(at)
-            .fetch_optional(&pool)
-            .await?;
-        row.ok_or("conflict")?;
+    if all || options.bench == Bench::Catchup {
+        catchup::run(options).await?;
+    }
+    if all || options.bench == Bench::Latency {
+        latency::run(options).await?;
     }
     Ok(())
 }
 
-// The statements statefold renders for `Order` on SQLite, copied verbatim.
-const SQLITE_PLACE: &str = r#"INSERT INTO "orders" ("status", "version", "created_at", "updated_at", "customer", "amount_cents") VALUES (?, 1, ?, ?, ?, ?) RETURNING "id""#;
-const SQLITE_EVENT: &str = r#"INSERT INTO "order_events" ("record_id", "kind", "from_status", "to_status", "version", "payload", "metadata", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING "id""#;
-const SQLITE_PAY: &str = r#"UPDATE "orders" SET "status" = ?, "version" = "version" + 1, "updated_at" = ?, "payment_ref" = ? WHERE "id" = ? AND "status" = ? AND "version" = ? RETURNING "id", "status", "version", "created_at", "updated_at", "customer", "amount_cents", "payment_ref", "tracking", "reason""#;
-const SQLITE_SHIP: &str = r#"UPDATE "orders" SET "status" = ?, "version" = "version" + 1, "updated_at" = ?, "tracking" = ? WHERE "id" = ? AND "status" = ? AND "version" = ? RETURNING "id", "status", "version", "created_at", "updated_at", "customer", "amount_cents", "payment_ref", "tracking", "reason""#;
-
-/// A transition's row on SQLite, where times are text.
-type SqliteRow = (i64, String, i64, String, String, String, i64, Option<String>, Option<String>, Option<String>);
-
-/// A time as statefold stores it in SQLite.
-fn sqlite_time(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-/// One order through hand-written sqlx on SQLite: a transaction of two statements per command.
-async fn sqlx_order_sqlite(pool: SqlitePool, n: usize) -> Result<(), BoxError> {
-    let meta = json!({});
-    let (customer, at) = (format!("customer {n}"), sqlite_time(now()));
-    let payload = json!({ "customer": customer, "amount_cents": 4200 });
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let (id,): (i64,) = sqlx::query_as(SQLITE_PLACE)
-        .bind("placed")
-        .bind(&at)
-        .bind(&at)
-        .bind(&customer)
-        .bind(4200_i64)
-        .fetch_one(&mut *tx)
-        .await?;
-    let event = sqlx::query_as::<_, (i64,)>(SQLITE_EVENT).bind(id).bind("placed").bind(None::<&str>).bind("placed");
-    event.bind(1_i64).bind(Json(&payload)).bind(Json(&meta)).bind(&at).fetch_one(&mut *tx).await?;
-    tx.commit().await?;
-    let steps = [
-        (SQLITE_PAY, "placed", "paid", format!("pay_{n}"), "payment_ref"),
-        (SQLITE_SHIP, "paid", "shipped", format!("trk_{n}"), "tracking"),
-    ];
-    for (version, (sql, from, to, value, field)) in (1_i64..).zip(steps) {
-        let at = sqlite_time(now());
-        let payload = json!({ field: value });
-        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row: Option<SqliteRow> = sqlx::query_as(sql)
-            .bind(to)
-            .bind(&at)
-            .bind(&value)
-            .bind(id)
-            .bind(from)
-            .bind(version)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (id, _, version, ..) = row.ok_or("conflict")?;
-        let event = sqlx::query_as::<_, (i64,)>(SQLITE_EVENT).bind(id).bind(to).bind(from).bind(to).bind(version);
-        event.bind(Json(&payload)).bind(Json(&meta)).bind(&at).fetch_one(&mut *tx).await?;
-        tx.commit().await?;
-    }
-    Ok(())
-}
-
+/// The median of at least one value.
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn report(backend: &str, clients: usize, statefold: f64, sqlx: f64) {
-    println!("{backend:<12} {clients:>7} {statefold:>12.0} {sqlx:>18.0} {:>7.2}", statefold / sqlx);
-}
-
-/// Commands per second of one timed run.
-fn rate(options: &Options, elapsed: Duration) -> f64 {
-    (options.ops / COMMANDS_PER_ORDER * COMMANDS_PER_ORDER) as f64 / elapsed.as_secs_f64()
-}
-
-async fn bench_sqlite(options: &Options) -> Result<(), BoxError> {
-    let orders = options.ops / COMMANDS_PER_ORDER;
-    for clients in [1, 8] {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for round in 0..options.rounds {
-            // A fresh file per run, so both sides write into tables of the same size.
-            // Alternate which side goes first, so neither always meets a warmer disk cache.
-            for side in if round % 2 == 0 { [true, false] } else { [false, true] } {
-                let path = std::env::temp_dir()
-                    .join(format!("statefold-bench-{}-{clients}-{round}-{side}.db", std::process::id()));
-                let pool = Sqlite::connect(&format!("sqlite://{}", path.display())).await?;
-                let store = Store::<Order, Sqlite>::new(pool.clone());
-                store.create_tables().await?;
-                let elapsed = if side {
-                    drive(clients, clients * 4, {
-                        let s = store.clone();
-                        move |n| statefold_order(s.clone(), n)
-                    })
-                    .await?;
-                    drive(clients, orders, move |n| statefold_order(store.clone(), n)).await?
-                } else {
-                    drive(clients, clients * 4, {
-                        let p = pool.clone();
-                        move |n| sqlx_order_sqlite(p.clone(), n)
-                    })
-                    .await?;
-                    drive(clients, orders, {
-                        let p = pool.clone();
-                        move |n| sqlx_order_sqlite(p.clone(), n)
-                    })
-                    .await?
-                };
-                if side { &mut ours } else { &mut theirs }.push(rate(options, elapsed));
-                pool.close().await;
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    // A missing -wal or -shm file is fine.
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-        }
-        report("SQLite", clients, median(ours), median(theirs));
+    let middle = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[middle - 1] + values[middle]) / 2.0
+    } else {
+        values[middle]
     }
-    Ok(())
-}
-
-async fn bench_postgres(options: &Options, url: &str) -> Result<(), BoxError> {
-    let admin = PgConnectOptions::from_str(url)?;
-    let name = format!("sf_bench_{}", std::process::id());
-    let admin_pool = PgPool::connect_with(admin.clone()).await?;
-    admin_pool.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await?;
-    let result = async {
-        let pool = Postgres::pool_options().connect_with(admin.clone().database(&name)).await?;
-        let store = Store::<Order, Postgres>::new(pool.clone());
-        store.create_tables().await?;
-        let orders = options.ops / COMMANDS_PER_ORDER;
-        for clients in [1, 8] {
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            for round in 0..options.rounds {
-                for side in if round % 2 == 0 { [true, false] } else { [false, true] } {
-                    pool.execute(r#"TRUNCATE "orders", "order_events" RESTART IDENTITY"#).await?;
-                    let elapsed = if side {
-                        drive(clients, clients * 4, {
-                            let s = store.clone();
-                            move |n| statefold_order(s.clone(), n)
-                        })
-                        .await?;
-                        drive(clients, orders, {
-                            let s = store.clone();
-                            move |n| statefold_order(s.clone(), n)
-                        })
-                        .await?
-                    } else {
-                        drive(clients, clients * 4, {
-                            let p = pool.clone();
-                            move |n| sqlx_order_pg(p.clone(), n)
-                        })
-                        .await?;
-                        drive(clients, orders, {
-                            let p = pool.clone();
-                            move |n| sqlx_order_pg(p.clone(), n)
-                        })
-                        .await?
-                    };
-                    if side { &mut ours } else { &mut theirs }.push(rate(options, elapsed));
-                }
-            }
-            report("PostgreSQL", clients, median(ours), median(theirs));
-        }
-        pool.close().await;
-        Ok::<_, BoxError>(())
-    }
-    .await;
-    admin_pool.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await?;
-    result
 }

@@ -15,6 +15,9 @@ pub(crate) struct Machine<'a> {
     pub(crate) events_table: Name,
     /// `Some` when callers supply keys (`#[machine(id = ..)]`).
     pub(crate) id: Option<Type>,
+    /// The path of the runtime crate's root: `::statefold::__private::runtime`
+    /// unless `#[machine(crate = "..")]` names another way to `statefold`.
+    pub(crate) krate: proc_macro2::TokenStream,
     pub(crate) states: Vec<State<'a>>,
     /// Some variants were not states (reported): matches need a catch-all arm.
     pub(crate) incomplete: bool,
@@ -113,7 +116,25 @@ impl<'a> Machine<'a> {
         if generic {
             return None;
         }
-        Some(Self { original: input, ident: &input.ident, doc, table, events_table, id: attrs.id, states, incomplete })
+        // The runtime as generated code reaches it, spanned at `crate = ".."` when given.
+        let krate = attrs.krate.map_or_else(
+            || quote::quote!(::statefold::__private::runtime),
+            |path| {
+                let span = syn::spanned::Spanned::span(&path);
+                quote::quote_spanned!(span=> #path::__private::runtime)
+            },
+        );
+        Some(Self {
+            original: input,
+            ident: &input.ident,
+            doc,
+            table,
+            events_table,
+            id: attrs.id,
+            krate,
+            states,
+            incomplete,
+        })
     }
 }
 
@@ -148,13 +169,20 @@ impl<'a> State<'a> {
             doc,
             db_name,
             was: attrs.was.iter().map(Name::explicit).collect(),
-            initial: attrs.initial.is_some(),
+            // `#[initial]` misplaced on a field is reported there; the state
+            // still counts as initial, so no "no initial state" error follows.
+            initial: attrs.initial.is_some() || fields_have(variant, "initial"),
             from: attrs.from,
             from_unreadable: attrs.from_unreadable,
             unit,
             fields,
         })
     }
+}
+
+/// Whether a field of `variant` carries the attribute `name`.
+fn fields_have(variant: &syn::Variant, name: &str) -> bool {
+    variant.fields.iter().any(|f| f.attrs.iter().any(|a| a.path().is_ident(name)))
 }
 
 impl<'a> Field<'a> {

@@ -11,6 +11,8 @@ pub(crate) struct MachineAttrs {
     pub(crate) table: Option<LitStr>,
     pub(crate) events_table: Option<LitStr>,
     pub(crate) id: Option<syn::Type>,
+    /// `crate = ".."`: the path of the runtime crate, for renamed dependencies and facades.
+    pub(crate) krate: Option<syn::Path>,
 }
 
 /// The attributes of one variant.
@@ -98,11 +100,31 @@ pub(crate) fn machine_attrs(cx: &Ctxt, attrs: &[Attribute]) -> MachineAttrs {
                 let lit = lit_str(&meta, "events_table = \"order_events\"")?;
                 set_once(cx, &mut out.events_table, lit, &meta.path, "machine");
             } else if meta.path.is_ident("id") {
-                let ty: syn::Type = meta.value()?.parse()?;
+                let value = meta.value()?;
+                if value.peek(LitStr) {
+                    let lit: LitStr = value.parse()?;
+                    let msg = format!("`id` takes a type, not a string: write `id = {}`", lit.value());
+                    return Err(syn::Error::new_spanned(lit, msg));
+                }
+                let ty = value.parse::<syn::Type>().map_err(|e| {
+                    syn::Error::new(e.span(), "expected a type after `id =`, as in `id = uuid::Uuid` or `id = String`")
+                })?;
                 set_once(cx, &mut out.id, ty, &meta.path, "machine");
+            } else if meta.path.is_ident("crate") {
+                let lit = lit_str(&meta, "crate = \"my_facade::statefold\"")?;
+                match lit.parse::<syn::Path>() {
+                    Ok(path) => set_once(cx, &mut out.krate, path, &meta.path, "machine"),
+                    Err(_) => cx.error_spanned_by(
+                        &lit,
+                        format_args!(
+                            "`{}` is not a path: `crate = \"..\"` names the statefold crate as your code reaches it, e.g. `crate = \"sf\"` for a dependency renamed `sf`",
+                            lit.value()
+                        ),
+                    ),
+                }
             } else {
                 return Err(meta.error(
-                    "unknown key in `#[machine(..)]`; expected `table = \"..\"`, `events_table = \"..\"` or `id = Type`",
+                    "unknown key in `#[machine(..)]`; expected `table = \"..\"`, `events_table = \"..\"`, `id = Type` or `crate = \"..\"`",
                 ));
             }
             Ok(())
@@ -198,17 +220,19 @@ pub(crate) fn column_attrs(cx: &Ctxt, attrs: &[Attribute]) -> ColumnAttrs {
             continue;
         }
         let result = attr.parse_nested_meta(|meta| {
+            // A repeated key is reported and otherwise harmless: what it asks for holds.
             if meta.path.is_ident("json") {
                 if out.json {
-                    return Err(meta.error("duplicate `json` in `#[column(..)]`"));
+                    cx.error_spanned_by(&meta.path, "duplicate `json` in `#[column(..)]`");
                 }
                 out.json = true;
                 Ok(())
             } else if meta.path.is_ident("index") {
                 if out.index.is_some() {
-                    return Err(meta.error("duplicate `index` in `#[column(..)]`"));
+                    cx.error_spanned_by(&meta.path, "duplicate `index` in `#[column(..)]`");
+                } else {
+                    out.index = Some(meta.path.clone());
                 }
-                out.index = Some(meta.path.clone());
                 Ok(())
             } else {
                 Err(meta.error("unknown key in `#[column(..)]`; expected `json` or `index`"))

@@ -31,6 +31,7 @@ pub(crate) struct Column<'m, 'a> {
 
 pub(crate) fn check<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Analysis<'m, 'a> {
     check_sql_names(cx, machine);
+    check_derived_names(cx, machine);
     let (edges, unresolved) = check_edges(cx, machine);
     if machine.states.is_empty() {
         cx.error_spanned_by(
@@ -111,6 +112,70 @@ fn check_db_name(cx: &Ctxt, name: &Name, state: &syn::Ident) {
                 name.value
             ),
         );
+    }
+}
+
+/// Suffixes the runtime appends to the records table's name for its
+/// constraints and indexes (`backend/render.rs`): `{table}_status_check`,
+/// `{table}_status_idx`.
+const TABLE_SUFFIXES: [&str; 2] = ["_status_check", "_status_idx"];
+/// Suffixes appended to the events table's name: `{events}_record_version_key`,
+/// and PostgreSQL's `{events}_tx_idx`.
+const EVENTS_SUFFIXES: [&str; 2] = ["_record_version_key", "_tx_idx"];
+
+/// Names the runtime derives from the declared ones must fit too: PostgreSQL
+/// silently truncates longer identifiers (two constraints could then share a
+/// name) and MySQL refuses them. SQLite's rebuild table name is not checked:
+/// SQLite has no length limit.
+fn check_derived_names(cx: &Ctxt, machine: &Machine<'_>) {
+    let table_ok = is_sql_ident(&machine.table.value);
+    let events_ok = is_sql_ident(&machine.events_table.value);
+    let too_long = |name: &Name, suffix: &str, key: &str| {
+        let what = key.replace('_', " ");
+        let derived = format!("{}{suffix}", name.value);
+        if derived.len() <= MAX_IDENT {
+            return false;
+        }
+        let hint = if name.explicit {
+            String::new()
+        } else {
+            format!(" (it is derived from the enum's name; set one with `#[machine({key} = \"..\")]`)")
+        };
+        cx.error_at(
+            name.span,
+            format_args!(
+                "the {what} name `{}` is too long for the names derived from it: `{derived}` is {} bytes, over the {MAX_IDENT} PostgreSQL keeps; give it a name of at most {} bytes{hint}",
+                name.value,
+                derived.len(),
+                MAX_IDENT - suffix.len()
+            ),
+        );
+        true
+    };
+    let longest = |suffixes: &[&'static str]| suffixes.iter().max_by_key(|s| s.len()).copied().unwrap_or_default();
+    if events_ok {
+        too_long(&machine.events_table, longest(&EVENTS_SUFFIXES), "events_table");
+    }
+    // Index names start with the table's: not checked when it is already too long.
+    if !table_ok || too_long(&machine.table, longest(&TABLE_SUFFIXES), "table") {
+        return;
+    }
+    for state in &machine.states {
+        for field in &state.fields {
+            let Some(index) = &field.index else { continue };
+            let derived = format!("{}_{}_idx", machine.table.value, field.name);
+            if derived.len() > MAX_IDENT {
+                cx.error_spanned_by(
+                    index,
+                    format_args!(
+                        "the index on `{}` would be named `{derived}`, {} bytes, over the {MAX_IDENT} PostgreSQL keeps: shorten the field or the table name by {} bytes",
+                        field.name,
+                        derived.len(),
+                        derived.len() - MAX_IDENT
+                    ),
+                );
+            }
+        }
     }
 }
 

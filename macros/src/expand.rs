@@ -1,12 +1,15 @@
-//! Code generation. Every path is absolute (`::statefold::..`, `::core::..`)
+//! Code generation. Every path is absolute (`::statefold::..`, or the path
+//! given by `#[machine(crate = "..")]`; `::core::..`)
 //! and every generated item carries docs, so user crates stay warning-free.
 
 use crate::ast::{Field, Machine, State};
 use crate::check::{self, Analysis};
 use crate::ctxt::Ctxt;
 use crate::diagram;
+use heck::ToSnakeCase;
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
+use std::collections::HashSet;
 use syn::spanned::Spanned;
 use syn::{DeriveInput, Ident};
 
@@ -30,6 +33,12 @@ struct Expander<'m, 'a> {
     row: Ident,
     state_enum: Ident,
     id_ty: TokenStream,
+    /// The local name generated code imports the runtime crate under.
+    krate: TokenStream,
+    /// The import itself: `use ::statefold::__private::runtime as __statefold_order_runtime;`.
+    import: TokenStream,
+    /// The hidden module holding the edge traits.
+    hidden: Ident,
 }
 
 fn lit(s: &str) -> syn::LitStr {
@@ -39,6 +48,7 @@ fn lit(s: &str) -> syn::LitStr {
 impl<'m, 'a> Expander<'m, 'a> {
     fn new(machine: &'m Machine<'a>, analysis: &'m Analysis<'m, 'a>) -> Self {
         let name = machine.ident;
+        let alias = format_ident!("__statefold_{}_runtime", name.to_string().to_snake_case());
         let id_ty = match &machine.id {
             Some(ty) => quote!(#ty),
             None => quote!(i64),
@@ -51,6 +61,12 @@ impl<'m, 'a> Expander<'m, 'a> {
             row: format_ident!("{}Row", name),
             state_enum: format_ident!("{}State", name),
             id_ty,
+            krate: quote!(#alias),
+            import: {
+                let path = &machine.krate;
+                quote!(use #path as #alias;)
+            },
+            hidden: format_ident!("__statefold_{}", name.to_string().to_snake_case()),
         }
     }
 
@@ -58,21 +74,19 @@ impl<'m, 'a> Expander<'m, 'a> {
         format_ident!("{}{}", self.machine.ident, state.ident)
     }
 
-    fn gate_ident(&self, state: &State<'_>) -> Ident {
-        format_ident!("__{}Enters{}", self.machine.ident, state.ident)
-    }
-
     fn expand(&self) -> TokenStream {
         let status = self.status_enum();
         let events = self.machine.states.iter().map(|s| self.event_struct(s));
-        let gates = self.machine.states.iter().enumerate().map(|(i, s)| self.gate(i, s));
+        let gates = self.gates();
         let row = self.row_struct();
         let state_enum = self.state_enum();
         let machine = self.machine_impl();
+        let import = &self.import;
         quote! {
+            #import
             #status
             #(#events)*
-            #(#gates)*
+            #gates
             #row
             #state_enum
             #machine
@@ -86,9 +100,11 @@ impl<'m, 'a> Expander<'m, 'a> {
     }
 
     fn status_enum(&self) -> TokenStream {
+        let krate = &self.krate;
         let Self { vis, status, .. } = self;
         let name = self.machine.ident;
-        let doc = lit(&format!("The status of an [`{name}`] record: which state it is in."));
+        let doc =
+            lit(&format!("The status of {} [`{name}`] record: which state it is in.", article(&name.to_string())));
         let diagram = self.diagram_doc();
         let variants = self.machine.states.iter().map(|s| {
             let ident = s.ident;
@@ -129,7 +145,7 @@ impl<'m, 'a> Expander<'m, 'a> {
             }
 
             #[automatically_derived]
-            impl ::statefold::Status for #status {
+            impl #krate::Status for #status {
                 type Machine = #name;
                 const ALL: &'static [Self] = &Self::ALL;
                 fn index(self) -> usize {
@@ -140,16 +156,17 @@ impl<'m, 'a> Expander<'m, 'a> {
             #[automatically_derived]
             impl ::core::fmt::Display for #status {
                 fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                    f.write_str(self.as_str())
+                    f.write_str(<Self as #krate::Status>::name(*self))
                 }
             }
 
             #[automatically_derived]
             impl ::core::str::FromStr for #status {
-                type Err = ::statefold::UnknownStatus;
+                type Err = #krate::UnknownStatus;
                 fn from_str(s: &str) -> ::core::result::Result<Self, Self::Err> {
-                    <Self as ::statefold::Status>::from_db_name(s).ok_or_else(|| ::statefold::UnknownStatus {
-                        machine: <#name as ::statefold::Machine>::DEF.name,
+                    let by_name = Self::ALL.iter().copied().find(|status| <Self as #krate::Status>::name(*status) == s);
+                    by_name.or_else(|| <Self as #krate::Status>::from_db_name(s)).ok_or_else(|| #krate::UnknownStatus {
+                        machine: <#name as #krate::Machine>::DEF.name,
                         value: ::std::string::ToString::to_string(s),
                     })
                 }
@@ -158,6 +175,7 @@ impl<'m, 'a> Expander<'m, 'a> {
     }
 
     fn event_struct(&self, state: &State<'_>) -> TokenStream {
+        let krate = &self.krate;
         let vis = self.vis;
         let name = self.machine.ident;
         let status = &self.status;
@@ -166,9 +184,10 @@ impl<'m, 'a> Expander<'m, 'a> {
         let docs = &state.docs;
         let doc = lit(&format!("The event entering [`{name}::{ident}`]."));
         let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+        let serde_path = lit(&format!("{}::__private::serde", krate.to_string().replace(' ', "")));
         let serde_attrs = quote! {
-            #[derive(Clone, Debug, PartialEq, ::statefold::__private::serde::Serialize, ::statefold::__private::serde::Deserialize)]
-            #[serde(crate = "::statefold::__private::serde")]
+            #[derive(Clone, Debug, PartialEq, #krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
+            #[serde(crate = #serde_path)]
         };
         let idents: Vec<_> = state.fields.iter().map(|f| f.ident).collect();
         let body = if state.unit {
@@ -191,7 +210,7 @@ impl<'m, 'a> Expander<'m, 'a> {
         let initial = state.initial.then(|| {
             quote! {
                 #[automatically_derived]
-                impl ::statefold::Initial for #event {}
+                impl #krate::Initial for #event {}
             }
         });
         quote! {
@@ -209,10 +228,10 @@ impl<'m, 'a> Expander<'m, 'a> {
             }
 
             #[automatically_derived]
-            impl ::statefold::Event for #event {
+            impl #krate::Event for #event {
                 type Machine = #name;
                 const STATUS: #status = #status::#ident;
-                fn encode(&self) -> ::core::result::Result<::statefold::Encoded, ::statefold::__private::serde_json::Error> {
+                fn encode(&self) -> ::core::result::Result<#krate::Encoded, #krate::__private::serde_json::Error> {
                     #encode
                 }
             }
@@ -223,7 +242,8 @@ impl<'m, 'a> Expander<'m, 'a> {
 
     /// The payload map and column list of one state's event; `access` reads each field.
     fn encode_body(&self, state: &State<'_>, access: &[TokenStream]) -> TokenStream {
-        let json = quote!(::statefold::__private::serde_json);
+        let krate = &self.krate;
+        let json = quote!(#krate::__private::serde_json);
         let count = state.fields.len();
         let steps = state.fields.iter().zip(access).map(|(field, access)| {
             let key = &field.name;
@@ -237,10 +257,10 @@ impl<'m, 'a> Expander<'m, 'a> {
             if column.field.json {
                 quote! {
                     __payload.insert(::std::string::ToString::to_string(#key), #json::to_value(&#access)?);
-                    __columns.push((#key, ::statefold::json_to_value(&#access)?));
+                    __columns.push((#key, #krate::json_to_value(&#access)?));
                 }
             } else {
-                let to_value = column_call(field, quote!(to_value));
+                let to_value = column_call(krate, field, quote!(to_value));
                 quote! {
                     #payload
                     __columns.push((#key, #to_value(&#access)));
@@ -253,69 +273,101 @@ impl<'m, 'a> Expander<'m, 'a> {
             #[allow(unused_mut)]
             let mut __columns = ::std::vec::Vec::with_capacity(#count);
             #(#steps)*
-            ::core::result::Result::Ok(::statefold::Encoded {
+            ::core::result::Result::Ok(#krate::Encoded {
                 payload: #json::Value::Object(__payload),
                 columns: __columns,
             })
         }
     }
 
-    fn gate(&self, index: usize, state: &State<'_>) -> TokenStream {
-        let vis = self.vis;
+    /// `Enters<S>` for every pair of states: plain along declared edges, and
+    /// elsewhere bounded by a trait that is never implemented, one per pair,
+    /// whose `on_unimplemented` names both states and the valid sources. A
+    /// wrong transition then reads in states, not in event structs. The
+    /// traits live in a hidden module, out of reach of glob imports.
+    fn gates(&self) -> TokenStream {
+        let krate = &self.krate;
         let name = self.machine.ident;
-        let ident = state.ident;
-        let gate = self.gate_ident(state);
-        let event = self.event_ident(state);
-        let sources: Vec<&State<'_>> = self
-            .analysis
-            .edges
-            .iter()
-            .filter(|(_, to)| *to == index)
-            .map(|&(from, _)| &self.machine.states[from])
-            .collect();
-        let listed = if sources.is_empty() {
-            format!("`{ident}` has no `#[from(..)]`: records only start in it")
-        } else {
-            let names: Vec<String> = sources.iter().map(|s| s.ident.to_string()).collect();
-            format!("valid sources of `{ident}` are: {}", names.join(", "))
-        };
-        let message = lit(&format!("`{name}` cannot go from `{{Self}}` to `{ident}`"));
-        let label = lit(&format!("`{ident}` cannot be entered from this state"));
-        let note = lit(&listed);
-        let doc =
-            lit(&format!("States [`{name}::{ident}`] may be entered from. Implemented only along declared edges."));
-        let impls = sources.iter().map(|s| {
-            let source = self.event_ident(s);
-            quote! {
-                #[automatically_derived]
-                impl #gate for #source {}
+        let hidden = &self.hidden;
+        let states = &self.machine.states;
+        let mut taken = HashSet::new();
+        let mut traits = Vec::new();
+        let mut impls = Vec::new();
+        let inner = inner_vis(self.vis);
+        for (to, target) in states.iter().enumerate() {
+            let event = self.event_ident(target);
+            let ident = target.ident;
+            let sources: Vec<String> = self
+                .analysis
+                .edges
+                .iter()
+                .filter(|(_, t)| *t == to)
+                .map(|&(from, _)| states[from].ident.to_string())
+                .collect();
+            let note = lit(&if sources.is_empty() {
+                format!("`{ident}` has no `#[from(..)]`: records only start in it")
+            } else {
+                format!("valid sources of `{ident}` are: {}", sources.join(", "))
+            });
+            for (from, source) in states.iter().enumerate() {
+                let source_event = self.event_ident(source);
+                if self.analysis.edges.contains(&(from, to)) {
+                    impls.push(quote! {
+                        #[automatically_derived]
+                        #[diagnostic::do_not_recommend]
+                        impl #krate::Enters<#source_event> for #event {}
+                    });
+                    continue;
+                }
+                let mut gate = format_ident!("{}To{}", source.ident, ident);
+                if !taken.insert(gate.to_string()) {
+                    gate = format_ident!("{}To{}{}x{}", source.ident, ident, from, to);
+                    taken.insert(gate.to_string());
+                }
+                let message = lit(&format!("`{name}` cannot go from `{}` to `{ident}`", source.ident));
+                let label = lit(&format!("`{ident}` cannot be entered from `{}`", source.ident));
+                traits.push(quote! {
+                    #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+                    #inner trait #gate<'a> {}
+                });
+                impls.push(quote! {
+                    #krate::__not_an_edge!(#source_event => #event, #hidden::#gate);
+                });
             }
-        });
+        }
+        let vis = self.vis;
+        let doc = lit(&format!("The transitions `{name}` does not declare, each a trait never implemented."));
         quote! {
             #[doc = #doc]
             #[doc(hidden)]
-            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-            #vis trait #gate {}
+            #[allow(non_camel_case_types)]
+            #vis mod #hidden {
+                #(#traits)*
+            }
             #(#impls)*
-            #[automatically_derived]
-            impl<S: #gate> ::statefold::Enters<S> for #event {}
         }
     }
 
     /// The row field's type: the column's, in `Option` unless every insert sets it.
     fn row_field_type(column: &check::Column<'_, '_>) -> TokenStream {
         let ty = column.field.ty;
-        if column.set_on_insert || is_option(ty) {
-            quote!(#ty)
-        } else {
+        if Self::wrapped(column) {
             quote!(::core::option::Option<#ty>)
+        } else {
+            quote!(#ty)
         }
     }
 
+    /// Whether the row holds the column in an `Option` its declaration does not have.
+    fn wrapped(column: &check::Column<'_, '_>) -> bool {
+        !column.set_on_insert && !is_option(column.field.ty)
+    }
+
     fn row_struct(&self) -> TokenStream {
+        let krate = &self.krate;
         let Self { vis, status, row, id_ty, .. } = self;
         let name = self.machine.ident;
-        let chrono = quote!(::statefold::__private::chrono);
+        let chrono = quote!(#krate::__private::chrono);
         let doc = lit(&format!("A stored row of [`{name}`]: bookkeeping columns, then one field per payload column."));
         let fields = self.analysis.columns.iter().map(|c| {
             let ident = c.field.ident;
@@ -327,28 +379,46 @@ impl<'m, 'a> Expander<'m, 'a> {
             let sep = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
             quote!(#(#docs)* #sep #[doc = #doc] pub #ident: #ty)
         });
+        // A column wrapped in `Option` here is read and written through its
+        // declared type's `Column`, spanned like the description's uses, so an
+        // unsupported type is one error, not a second one at the derive.
         let values = self.analysis.columns.iter().map(|c| {
             let ident = c.field.ident;
+            let to_value = column_call(krate, c.field, quote!(to_value));
             if c.field.json {
-                quote!(::statefold::json_to_value(&self.#ident)?)
+                quote!(#krate::json_to_value(&self.#ident)?)
+            } else if Self::wrapped(c) {
+                quote! {
+                    match &self.#ident {
+                        ::core::option::Option::Some(__value) => #to_value(__value),
+                        ::core::option::Option::None => #krate::Value::Null,
+                    }
+                }
             } else {
-                let ty = Self::row_field_type(c);
-                quote!(<#ty as ::statefold::Column>::to_value(&self.#ident))
+                quote!(#to_value(&self.#ident))
             }
         });
         let reads = self.analysis.columns.iter().map(|c| {
             let ident = c.field.ident;
             let key = &c.field.name;
             let ty = Self::row_field_type(c);
+            let from_value = column_call(krate, c.field, quote!(from_value));
             let read = if c.field.json {
-                quote!(::statefold::json_from_value::<#ty>(__value))
+                quote!(#krate::json_from_value::<#ty>(__value))
+            } else if Self::wrapped(c) {
+                quote! {
+                    match __value {
+                        #krate::Value::Null => ::core::result::Result::Ok(::core::option::Option::None),
+                        __value => #from_value(__value).map(::core::option::Option::Some),
+                    }
+                }
             } else {
-                quote!(<#ty as ::statefold::Column>::from_value(__value))
+                quote!(#from_value(__value))
             };
             quote! {
                 #ident: {
-                    let __value = __columns.next().unwrap_or(::statefold::Value::Null);
-                    #read.map_err(|source| ::statefold::ColumnError { column: #key, source })?
+                    let __value = __columns.next().unwrap_or(#krate::Value::Null);
+                    #read.map_err(|source| #krate::ColumnError { column: #key, source })?
                 }
             }
         });
@@ -375,7 +445,7 @@ impl<'m, 'a> Expander<'m, 'a> {
             }
 
             #[automatically_derived]
-            impl ::statefold::Row for #row {
+            impl #krate::Row for #row {
                 type Machine = #name;
                 fn id(&self) -> &#id_ty {
                     &self.id
@@ -392,13 +462,13 @@ impl<'m, 'a> Expander<'m, 'a> {
                 fn updated_at(&self) -> #chrono::DateTime<#chrono::Utc> {
                     self.updated_at
                 }
-                fn columns(&self) -> ::core::result::Result<::std::vec::Vec<::statefold::Value>, ::statefold::__private::serde_json::Error> {
+                fn columns(&self) -> ::core::result::Result<::std::vec::Vec<#krate::Value>, #krate::__private::serde_json::Error> {
                     ::core::result::Result::Ok(::std::vec![#(#values),*])
                 }
                 fn from_parts(
-                    header: ::statefold::RowHeader<#name>,
-                    columns: ::std::vec::Vec<::statefold::Value>,
-                ) -> ::core::result::Result<Self, ::statefold::ColumnError> {
+                    header: #krate::RowHeader<#name>,
+                    columns: ::std::vec::Vec<#krate::Value>,
+                ) -> ::core::result::Result<Self, #krate::ColumnError> {
                     #cols_mut
                     ::core::result::Result::Ok(Self {
                         id: header.id,
@@ -414,6 +484,7 @@ impl<'m, 'a> Expander<'m, 'a> {
     }
 
     fn state_enum(&self) -> TokenStream {
+        let krate = &self.krate;
         let Self { vis, row, state_enum, status, .. } = self;
         let name = self.machine.ident;
         let doc = lit(&format!(
@@ -424,7 +495,7 @@ impl<'m, 'a> Expander<'m, 'a> {
             let ident = s.ident;
             let event = self.event_ident(s);
             let doc = lit(&format!("A record in [`{name}::{ident}`]."));
-            quote!(#[doc = #doc] #ident(::statefold::Record<#name, #event>))
+            quote!(#[doc = #doc] #ident(#krate::Record<#name, #event>))
         });
         let row_arms = self.machine.states.iter().map(|s| {
             let ident = s.ident;
@@ -471,9 +542,10 @@ impl<'m, 'a> Expander<'m, 'a> {
     }
 
     fn machine_impl(&self) -> TokenStream {
+        let krate = &self.krate;
         let Self { status, row, state_enum, id_ty, .. } = self;
         let name = self.machine.ident;
-        let json = quote!(::statefold::__private::serde_json);
+        let json = quote!(#krate::__private::serde_json);
         let states = &self.machine.states;
         let status_arms = states.iter().map(|s| {
             let ident = s.ident;
@@ -497,7 +569,7 @@ impl<'m, 'a> Expander<'m, 'a> {
         });
         let state_arms = states.iter().map(|s| {
             let ident = s.ident;
-            quote!(#status::#ident => #state_enum::#ident(::statefold::Record::__from_row(row)))
+            quote!(#status::#ident => #state_enum::#ident(#krate::Record::__from_row(row)))
         });
         let empty = states.is_empty();
         // Variants that are not states were reported; this arm only keeps the
@@ -516,21 +588,29 @@ impl<'m, 'a> Expander<'m, 'a> {
         let state_body =
             if empty { quote!(match row.status {}) } else { quote!(match row.status { #(#state_arms,)* }) };
         let def = self.def();
+        let generated_id = self.machine.id.is_none().then(|| {
+            quote! {
+                #[automatically_derived]
+                impl #krate::GeneratedId for #name {}
+            }
+        });
         quote! {
+            #generated_id
+
             #[automatically_derived]
-            impl ::statefold::Machine for #name {
+            impl #krate::Machine for #name {
                 type Status = #status;
                 type Id = #id_ty;
                 type Row = #row;
                 type State = #state_enum;
 
-                const DEF: &'static ::statefold::MachineDef = &#def;
+                const DEF: &'static #krate::MachineDef = &#def;
 
                 fn status(&self) -> #status {
                     #status_body
                 }
 
-                fn encode(&self) -> ::core::result::Result<::statefold::Encoded, #json::Error> {
+                fn encode(&self) -> ::core::result::Result<#krate::Encoded, #json::Error> {
                     #encode_body
                 }
 
@@ -546,13 +626,16 @@ impl<'m, 'a> Expander<'m, 'a> {
     }
 
     fn def(&self) -> TokenStream {
+        let krate = &self.krate;
         let machine = self.machine;
         let name = machine.ident.to_string();
         let doc = &machine.doc;
         let table = &machine.table.value;
         let events_table = &machine.events_table.value;
-        let id_ty = &self.id_ty;
         let generated = machine.id.is_none();
+        // The key type's own tokens: an unsupported key is reported on them.
+        let id_ty = &self.id_ty;
+        let id_type = quote!(#krate::IdDef::__new(<#id_ty as #krate::Column>::TYPE, #generated));
         let states = machine.states.iter().map(|s| {
             let ident = s.ident.to_string();
             let db = &s.db_name.value;
@@ -565,60 +648,53 @@ impl<'m, 'a> Expander<'m, 'a> {
                 .filter(|f| self.analysis.columns.iter().any(|c| c.field.name == f.name))
                 .map(|f| &f.name);
             quote! {
-                ::statefold::StateDef {
-                    name: #ident,
-                    db_name: #db,
-                    was: &[#(#was),*],
-                    initial: #initial,
-                    doc: #doc,
-                    fields: &[#(#fields),*],
-                }
+                #krate::StateDef::__new(#ident, #db, &[#(#was),*], #initial, #doc, &[#(#fields),*])
             }
         });
         let edges = self.analysis.edges.iter().map(|&(from, to)| {
             let from = machine.states[from].ident.to_string();
             let to = machine.states[to].ident.to_string();
-            quote!(::statefold::Edge { from: #from, to: #to })
+            quote!(#krate::Edge { from: #from, to: #to })
         });
         let columns = self.analysis.columns.iter().map(|c| {
             let key = &c.field.name;
             let ty = c.field.ty;
             let (logical, nullable) = if c.field.json {
                 let nullable = is_option(ty);
-                (quote!(::statefold::LogicalType::Json), quote!(#nullable))
+                (quote!(#krate::LogicalType::Json), quote!(#nullable))
             } else {
-                (column_call(c.field, quote!(TYPE)), column_call(c.field, quote!(NULLABLE)))
+                (column_call(krate, c.field, quote!(TYPE)), column_call(krate, c.field, quote!(NULLABLE)))
             };
             let nullable = if c.set_on_insert { nullable } else { quote!(true) };
             let indexed = c.indexed;
             quote! {
-                ::statefold::ColumnDef { name: #key, ty: #logical, nullable: #nullable, indexed: #indexed }
+                #krate::ColumnDef::__new(#key, #logical, #nullable, #indexed)
             }
         });
         let mermaid = diagram::mermaid(machine, &self.analysis.edges);
         let dot = diagram::dot(machine, &self.analysis.edges);
         quote! {
-            ::statefold::MachineDef {
-                name: #name,
-                doc: #doc,
-                table: #table,
-                events_table: #events_table,
-                id: ::statefold::IdDef { ty: <#id_ty as ::statefold::Column>::TYPE, generated: #generated },
-                states: &[#(#states),*],
-                edges: &[#(#edges),*],
-                columns: &[#(#columns),*],
-                mermaid: #mermaid,
-                dot: #dot,
-            }
+            #krate::MachineDef::__new(
+                #name,
+                #doc,
+                #table,
+                #events_table,
+                #id_type,
+                &[#(#states),*],
+                &[#(#edges),*],
+                &[#(#columns),*],
+                #mermaid,
+                #dot,
+            )
         }
     }
 }
 
 /// `<Ty as ::statefold::Column>::item`, spanned on the field's type so an
 /// unsupported type is reported there (once: rustc merges identical errors).
-fn column_call(field: &Field<'_>, item: TokenStream) -> TokenStream {
+fn column_call(krate: &TokenStream, field: &Field<'_>, item: TokenStream) -> TokenStream {
     let ty = field.ty;
-    quote_spanned!(ty.span()=> <#ty as ::statefold::Column>::#item)
+    quote_spanned!(ty.span()=> <#ty as #krate::Column>::#item)
 }
 
 /// Whether a type is written as `Option<..>` (any path ending in `Option`).
@@ -628,5 +704,36 @@ fn is_option(ty: &syn::Type) -> bool {
         syn::Type::Group(group) => is_option(&group.elem),
         syn::Type::Paren(paren) => is_option(&paren.elem),
         _ => false,
+    }
+}
+
+/// The visibility inside a module declared beside the enum that reaches as
+/// far as the enum's own visibility.
+fn inner_vis(vis: &syn::Visibility) -> TokenStream {
+    match vis {
+        syn::Visibility::Public(_) => quote!(pub),
+        syn::Visibility::Inherited => quote!(pub(super)),
+        syn::Visibility::Restricted(restricted) => {
+            let path = &restricted.path;
+            let first = path.segments.first().map(|s| s.ident.to_string()).unwrap_or_default();
+            match first.as_str() {
+                "crate" if path.leading_colon.is_none() => quote!(#vis),
+                "self" if path.segments.len() == 1 => quote!(pub(super)),
+                "self" => {
+                    let rest = path.segments.iter().skip(1);
+                    quote!(pub(in super #(::#rest)*))
+                }
+                "super" => quote!(pub(in super::#path)),
+                _ => quote!(#vis),
+            }
+        }
+    }
+}
+
+/// "a" or "an" before a name, by its first letter.
+fn article(word: &str) -> &'static str {
+    match word.chars().next() {
+        Some('A' | 'E' | 'I' | 'O' | 'U' | 'a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
     }
 }

@@ -66,3 +66,18 @@ fn malformed_declarations_error_without_panicking() {
         assert!(out.contains("compile_error"), "{src} expanded without an error");
     }
 }
+
+#[test]
+fn generated_docs_use_the_right_article() {
+    let loan = expand_str("enum Loan { #[initial] Borrowed }");
+    assert!(loan.contains("The status of a [`Loan`] record"), "{loan}");
+    let order = expand_str("enum Order { #[initial] Placed }");
+    assert!(order.contains("The status of an [`Order`] record"), "{order}");
+}
+
+#[test]
+fn every_generated_path_goes_through_the_named_crate() {
+    let out = expand_str("#[machine(crate = \"sf\")] enum A { #[initial] X { n: i64 }, #[from(X)] Y }");
+    assert!(out.contains("use sf :: __private :: runtime as __statefold_a_runtime"), "{out}");
+    assert!(!out.contains(":: statefold"), "a path escaped the alias: {out}");
+}

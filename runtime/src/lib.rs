@@ -52,18 +52,41 @@ pub use stream::{
 };
 
 pub use machine::{
-    ColumnError, Encoded, Enters, Event, Initial, Machine, Metadata, Record, Row, RowHeader, Status, Transition,
-    UnknownStatus,
+    ColumnError, Encoded, Enters, Event, GeneratedId, Initial, Key, Machine, Metadata, Record, Row, RowHeader, Status,
+    Transition, UnknownStatus,
 };
 pub use schema::{ColumnDef, Edge, IdDef, LogicalType, MachineDef, StateDef};
 pub use value::{json_from_value, json_to_value, Column, Value, ValueError};
 
+/// The sqlx this crate is built on. [`Store::pool`], [`Tx`] and
+/// [`Error::Database`] are sqlx types: use this one (`statefold::sqlx`) rather
+/// than a `sqlx` dependency of your own, so that the versions always match.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use sqlx;
+
 /// Derives [`Machine`] for an annotated enum. See the crate docs.
 pub use statefold_macros::Machine;
+
+/// `$target` cannot be entered from `$source`: `Enters` holds only if
+/// `(): $gate<'_>`, which nothing implements, so a transition along this
+/// pair fails with the gate's message (written in states by the derive).
+/// Expanded here rather than in the derive so that rustc does not take the
+/// impl for a derived one and suggest implementing it by hand. Not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __not_an_edge {
+    ($source:ty => $target:ty, $($gate:tt)+) => {
+        impl<'a> $crate::Enters<$source> for $target where (): $($gate)+<'a> {}
+    };
+}
 
 /// Paths used by generated code. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    // The crate itself: generated code imports it once under a local name,
+    // so a wrong `#[machine(crate = "..")]` is one unresolved import, not an
+    // error at every generated path.
+    pub use crate as runtime;
     pub use chrono;
     pub use serde;
     pub use serde_json;

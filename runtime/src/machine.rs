@@ -15,7 +15,7 @@ pub trait Machine: Sized + Send + Sync + 'static {
     /// The fieldless status enum (`OrderStatus`).
     type Status: Status<Machine = Self>;
     /// The record key: `i64` unless `#[machine(id = ..)]` says otherwise.
-    type Id: crate::Column + Clone + fmt::Debug + fmt::Display + PartialEq + Send + Sync + 'static;
+    type Id: Key;
     /// The row struct (`OrderRow`).
     type Row: Row<Machine = Self>;
     /// A loaded record as the typed handle for its state (`OrderState`).
@@ -43,7 +43,42 @@ pub trait Machine: Sized + Send + Sync + 'static {
     fn into_state(row: Self::Row) -> Self::State;
 }
 
+/// A type that can key a machine's records: `i64`, the default, which the
+/// database assigns; or, with `#[machine(id = ..)]`, `uuid::Uuid`, `String`
+/// or another integer type, which callers supply.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot key a machine's records",
+    label = "not a key type",
+    note = "keys are `i64` (the default: the database assigns them) or, with `#[machine(id = ..)]`, `uuid::Uuid`, `String` or an integer type up to `i64`"
+)]
+pub trait Key: crate::Column + Clone + fmt::Debug + fmt::Display + PartialEq + Send + Sync + 'static {}
+
+macro_rules! keys {
+    ($($t:ty),*) => {$(
+        #[diagnostic::do_not_recommend]
+        impl Key for $t {}
+    )*};
+}
+keys!(i8, i16, i32, i64, u8, u16, u32, String, uuid::Uuid);
+
+/// A machine whose record ids the database assigns (no `#[machine(id = ..)]`).
+///
+/// Implemented by the derive for those machines only, so that
+/// [`Store::insert`](crate::Store::insert), which passes no key, does not
+/// compile for a machine whose keys the caller supplies.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` records are keyed by the caller: insert them with `insert_with_id`",
+    label = "`{Self}` has `#[machine(id = ..)]`, so this insert needs a key",
+    note = "`insert` is for machines whose ids the database assigns; call `store.insert_with_id(id, event)`"
+)]
+pub trait GeneratedId: Machine {}
+
 /// The fieldless status enum of a machine, with stable database names.
+///
+/// Text for people (errors, logs, `Display`) names a status by its variant,
+/// [`name`](Status::name) (`Paid`), as the declaration and the errors do. The
+/// name stored in the `status` column is [`db_name`](Status::db_name) (`paid`),
+/// for SQL you write by hand; `FromStr` accepts both.
 pub trait Status: Copy + Eq + Hash + fmt::Debug + fmt::Display + Send + Sync + 'static {
     /// The machine this status belongs to.
     type Machine: Machine<Status = Self>;
@@ -53,12 +88,12 @@ pub trait Status: Copy + Eq + Hash + fmt::Debug + fmt::Display + Send + Sync + '
     /// The position of this status in [`Status::ALL`] and in `DEF.states`.
     fn index(self) -> usize;
 
-    /// The variant's name, e.g. `Paid`.
+    /// The variant's name, e.g. `Paid`: what `Display` prints, and what errors say.
     fn name(self) -> &'static str {
         self.def().name
     }
 
-    /// The name stored in the `status` column, e.g. `paid`.
+    /// The name stored in the `status` column, e.g. `paid` (also `as_str`).
     fn db_name(self) -> &'static str {
         self.def().db_name
     }
@@ -110,12 +145,14 @@ pub trait Initial: Event {}
 
 /// `Self` may be entered from state `S` (the marker type of `S` is its event struct).
 ///
-/// The derive implements this for every declared `#[from(..)]` edge, and only
-/// for those: a transition along any other edge does not compile.
+/// The derive implements this for every declared `#[from(..)]` edge; for
+/// every other pair of the machine's states, only under a bound nothing
+/// satisfies, whose message names both states. A transition along any
+/// other edge does not compile.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be entered from `{S}`",
     label = "no `#[from(..)]` edge leads here from that state",
-    note = "a state may be entered only from the states listed in its `#[from(..)]`; list the source there to allow it"
+    note = "a state may be entered only from the states of its own machine listed in its `#[from(..)]`"
 )]
 pub trait Enters<S>: Event {}
 

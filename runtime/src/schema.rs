@@ -76,7 +76,10 @@ impl std::fmt::Display for LogicalType {
 /// assert!(!def.can_transition("On", "On"));
 /// assert!(def.column("watts").unwrap().nullable);
 /// ```
+///
+/// Built only by the derive, so it can gain fields without breaking anyone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MachineDef {
     /// The enum's name, e.g. `Order`.
     pub name: &'static str,
@@ -102,6 +105,7 @@ pub struct MachineDef {
 
 /// How a machine's records are keyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IdDef {
     /// The key's storage type.
     pub ty: LogicalType,
@@ -110,8 +114,18 @@ pub struct IdDef {
     pub generated: bool,
 }
 
+impl IdDef {
+    /// Used by the derive; not public API.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __new(ty: LogicalType, generated: bool) -> Self {
+        Self { ty, generated }
+    }
+}
+
 /// One state, which is also the event that enters it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateDef {
     /// The variant's name, e.g. `Paid`.
     pub name: &'static str,
@@ -127,6 +141,22 @@ pub struct StateDef {
     pub fields: &'static [&'static str],
 }
 
+impl StateDef {
+    /// Used by the derive; not public API.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __new(
+        name: &'static str,
+        db_name: &'static str,
+        was: &'static [&'static str],
+        initial: bool,
+        doc: &'static str,
+        fields: &'static [&'static str],
+    ) -> Self {
+        Self { name, db_name, was, initial, doc, fields }
+    }
+}
+
 /// A declared transition between two states, by variant name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edge {
@@ -138,6 +168,7 @@ pub struct Edge {
 
 /// A payload column of the records table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ColumnDef {
     /// The column (and field) name.
     pub name: &'static str,
@@ -149,10 +180,38 @@ pub struct ColumnDef {
     pub indexed: bool,
 }
 
+impl ColumnDef {
+    /// Used by the derive; not public API.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __new(name: &'static str, ty: LogicalType, nullable: bool, indexed: bool) -> Self {
+        Self { name, ty, nullable, indexed }
+    }
+}
+
 /// The columns every records table has before the payload columns.
 pub const RESERVED_COLUMNS: [&str; 5] = ["id", "status", "version", "created_at", "updated_at"];
 
 impl MachineDef {
+    /// Used by the derive, which is pinned to this crate's version; not public API.
+    #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
+    #[must_use]
+    pub const fn __new(
+        name: &'static str,
+        doc: &'static str,
+        table: &'static str,
+        events_table: &'static str,
+        id: IdDef,
+        states: &'static [StateDef],
+        edges: &'static [Edge],
+        columns: &'static [ColumnDef],
+        mermaid: &'static str,
+        dot: &'static str,
+    ) -> Self {
+        Self { name, doc, table, events_table, id, states, edges, columns, mermaid, dot }
+    }
+
     /// The state with this variant name.
     pub fn state(&self, name: &str) -> Option<&'static StateDef> {
         self.states.iter().find(|s| s.name == name)

@@ -106,6 +106,7 @@ pub trait Column: Sized {
 
 macro_rules! int_column {
     ($($t:ty => $variant:ident($wide:ty)),* $(,)?) => {$(
+        #[diagnostic::do_not_recommend]
         impl Column for $t {
             const TYPE: LogicalType = LogicalType::$variant;
             fn to_value(&self) -> Value {
@@ -133,6 +134,7 @@ int_column!(
     u32 => I64(i64),
 );
 
+#[diagnostic::do_not_recommend]
 impl Column for f64 {
     const TYPE: LogicalType = LogicalType::F64;
     fn to_value(&self) -> Value {
@@ -146,6 +148,7 @@ impl Column for f64 {
     }
 }
 
+#[diagnostic::do_not_recommend]
 impl Column for f32 {
     const TYPE: LogicalType = LogicalType::F64;
     fn to_value(&self) -> Value {
@@ -163,6 +166,7 @@ impl Column for f32 {
 
 macro_rules! owned_column {
     ($($t:ty => $variant:ident),* $(,)?) => {$(
+        #[diagnostic::do_not_recommend]
         impl Column for $t {
             const TYPE: LogicalType = LogicalType::$variant;
             fn to_value(&self) -> Value {
@@ -186,6 +190,9 @@ owned_column!(
     Uuid => Uuid,
 );
 
+// Not recommended either: an unsupported `Option<T>` is then reported as
+// itself, not as its `T` by way of this impl.
+#[diagnostic::do_not_recommend]
 impl<T: Column> Column for Option<T> {
     const TYPE: LogicalType = T::TYPE;
     const NULLABLE: bool = true;

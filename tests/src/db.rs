@@ -4,8 +4,9 @@
 //! run against the servers named by `STATEFOLD_TEST_POSTGRES_URL` and
 //! `STATEFOLD_TEST_MYSQL_URL`: each test creates its own database
 //! (`sf_<test>_<pid>_<nanos>`) and drops it when done, so tests never share
-//! data. When a URL is unset the test prints why it skips and passes, unless
-//! `CI` is set: then a missing URL fails the test.
+//! data. When a URL is unset at build time, `build.rs` has those tests
+//! compiled as ignored, naming the variable, unless `CI` is set: then a
+//! missing URL fails them. (Run ignored anyway, a test prints why it skips.)
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};

@@ -20,7 +20,10 @@ use std::time::Duration;
 #[macro_export]
 macro_rules! operations_suite {
     ($backend:ty) => {
-        $crate::operations_suite!(@cases $backend;
+        $crate::operations_suite!($backend, ignore if any(), "");
+    };
+    ($backend:ty, ignore if $unset:meta, $why:literal) => {
+        $crate::operations_suite!(@cases $backend; $unset; $why;
             a_run_and_a_rebuild_of_one_consumer_exclude_each_other,
             leases_expire_by_the_database_clock,
             a_stalled_stream_names_what_holds_it,
@@ -33,8 +36,9 @@ macro_rules! operations_suite {
             catch_up_stops_at_the_end_of_the_log,
         );
     };
-    (@cases $backend:ty; $($case:ident),* $(,)?) => {$(
+    (@cases $backend:ty; $unset:meta; $why:literal; $($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr($unset, ignore = $why)]
         async fn $case() {
             $crate::operations::$case::<$backend>().await;
         }

@@ -24,7 +24,10 @@ use tokio::sync::oneshot;
 #[macro_export]
 macro_rules! stream_suite {
     ($backend:ty) => {
-        $crate::stream_suite!(@cases $backend;
+        $crate::stream_suite!($backend, ignore if any(), "");
+    };
+    ($backend:ty, ignore if $unset:meta, $why:literal) => {
+        $crate::stream_suite!(@cases $backend; $unset; $why;
             concurrent_writers_with_delays_and_rollbacks_lose_nothing,
             streams_start_at_the_beginning_a_position_or_the_head,
             consumer_resumes_from_its_cursor_after_a_restart,
@@ -42,8 +45,9 @@ macro_rules! stream_suite {
             consumer_stops_when_asked_in_the_middle_of_a_batch,
         );
     };
-    (@cases $backend:ty; $($case:ident),* $(,)?) => {$(
+    (@cases $backend:ty; $unset:meta; $why:literal; $($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr($unset, ignore = $why)]
         async fn $case() {
             $crate::streams::$case::<$backend>().await;
         }

@@ -18,7 +18,10 @@ use uuid::Uuid;
 #[macro_export]
 macro_rules! suite {
     ($backend:ty) => {
-        $crate::suite!(@cases $backend;
+        $crate::suite!($backend, ignore if any(), "");
+    };
+    ($backend:ty, ignore if $unset:meta, $why:literal) => {
+        $crate::suite!(@cases $backend; $unset; $why;
             insert_transition_load_and_history,
             list_pages_by_status,
             dynamic_transition_checks_edges,
@@ -46,8 +49,9 @@ macro_rules! suite {
             chaos_with_retries_leaves_no_partial_write,
         );
     };
-    (@cases $backend:ty; $($case:ident),* $(,)?) => {$(
+    (@cases $backend:ty; $unset:meta; $why:literal; $($case:ident),* $(,)?) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[cfg_attr($unset, ignore = $why)]
         async fn $case() {
             $crate::suite::$case::<$backend>().await;
         }
@@ -811,8 +815,8 @@ pub async fn uuid_keys<B: TestBackend>() {
     let store = db.store::<Ticket>().await;
     let open = |title: &str| TicketOpen { title: title.into() };
 
-    // An insert without a key is refused
-    let error = store.insert(open("no key")).await.unwrap_err();
+    // An insert without a key is refused (`insert` itself does not compile here)
+    let error = store.create(statefold::NewRecord::new(open("no key"))).await.unwrap_err();
     assert!(matches!(error, Error::IdRequired { machine: "Ticket" }), "{error}");
 
     // Keys are the caller's; a taken key is a duplicate
@@ -846,7 +850,7 @@ pub async fn string_keys<B: TestBackend>() {
     let active = |email: &str| AccountActive { email: email.into() };
     let keys = ["ada", "O'Brien \"the\" `key`\\", "🦀", "'; DROP TABLE accounts; --"];
 
-    let error = store.insert(active("x@y")).await.unwrap_err();
+    let error = store.create(statefold::NewRecord::new(active("x@y"))).await.unwrap_err();
     assert!(matches!(error, Error::IdRequired { .. }), "{error}");
     for key in keys {
         store.insert_with_id(key.to_owned(), active(&format!("{key}@example.com"))).await.unwrap();

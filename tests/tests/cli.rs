@@ -286,11 +286,13 @@ async fn audit_and_repair_through_the_cli_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(statefold_no_postgres_url, ignore = "STATEFOLD_TEST_POSTGRES_URL is not set (see DEVELOPERS.md)")]
 async fn audit_and_repair_through_the_cli_postgres() {
     audit_and_repair_through_the_cli::<Postgres>().await;
 }
 
 #[tokio::test]
+#[cfg_attr(statefold_no_mysql_url, ignore = "STATEFOLD_TEST_MYSQL_URL is not set (see DEVELOPERS.md)")]
 async fn audit_and_repair_through_the_cli_mysql() {
     audit_and_repair_through_the_cli::<MySql>().await;
 }

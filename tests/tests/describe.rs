@@ -3,7 +3,7 @@
 //! so generated code must pass them too.
 #![warn(clippy::pedantic)]
 
-use statefold::{ColumnDef, Edge, Event, IdDef, LogicalType, Machine, Metadata, Row, RowHeader, Status, Value};
+use statefold::{Edge, Event, LogicalType, Machine, Metadata, Row, RowHeader, Status, Value};
 
 /// An order's life.
 #[derive(Machine, Clone, Debug, PartialEq)]
@@ -34,7 +34,7 @@ fn description_lists_tables_states_edges_and_columns() {
     assert_eq!(def.name, "Order");
     assert_eq!(def.doc, "An order's life.");
     assert_eq!((def.table, def.events_table), ("orders", "order_events"));
-    assert_eq!(def.id, IdDef { ty: LogicalType::I64, generated: true });
+    assert_eq!((def.id.ty, def.id.generated), (LogicalType::I64, true));
 
     let states: Vec<(&str, &str, bool)> = def.states.iter().map(|s| (s.name, s.db_name, s.initial)).collect();
     assert_eq!(
@@ -63,16 +63,17 @@ fn description_lists_tables_states_edges_and_columns() {
     );
     assert_eq!(def.sources_of("Cancelled").collect::<Vec<_>>(), ["Placed", "Paid"]);
 
-    let column = |name, ty, nullable| ColumnDef { name, ty, nullable, indexed: false };
+    // (name, type, nullable, indexed)
+    let columns: Vec<_> = def.columns.iter().map(|c| (c.name, c.ty, c.nullable, c.indexed)).collect();
     assert_eq!(
-        def.columns,
+        columns,
         [
-            ColumnDef { indexed: true, ..column("customer", LogicalType::Text, false) },
-            column("amount_cents", LogicalType::I64, false),
-            column("payment_ref", LogicalType::Text, true),
-            column("paid_at", LogicalType::Timestamp, true),
-            column("tracking", LogicalType::Text, true),
-            column("reason", LogicalType::Text, true),
+            ("customer", LogicalType::Text, false, true),
+            ("amount_cents", LogicalType::I64, false, false),
+            ("payment_ref", LogicalType::Text, true, false),
+            ("paid_at", LogicalType::Timestamp, true, false),
+            ("tracking", LogicalType::Text, true, false),
+            ("reason", LogicalType::Text, true, false),
         ]
     );
 }
@@ -117,9 +118,12 @@ fn status_names_round_trip() {
         assert_eq!(status.as_str().parse::<OrderStatus>(), Ok(status));
         assert_eq!(OrderStatus::from_db_name(status.db_name()), Some(status));
         assert_eq!(Order::DEF.states[status.index()].name, status.name());
+        assert_eq!(status.to_string().parse::<OrderStatus>(), Ok(status));
     }
-    assert_eq!(OrderStatus::Cancelled.to_string(), "cancelled_by_customer");
-    assert!("Cancelled".parse::<OrderStatus>().is_err());
+    // `Display` is for people: the variant's name, as errors say it.
+    assert_eq!(OrderStatus::Cancelled.to_string(), "Cancelled");
+    assert_eq!(OrderStatus::Cancelled.as_str(), "cancelled_by_customer");
+    assert!("cancelled".parse::<OrderStatus>().is_err());
 }
 
 #[test]

@@ -202,11 +202,13 @@ async fn evolution_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(statefold_no_postgres_url, ignore = "STATEFOLD_TEST_POSTGRES_URL is not set (see DEVELOPERS.md)")]
 async fn evolution_on_postgres() {
     evolution::<Postgres>().await;
 }
 
 #[tokio::test]
+#[cfg_attr(statefold_no_mysql_url, ignore = "STATEFOLD_TEST_MYSQL_URL is not set (see DEVELOPERS.md)")]
 async fn evolution_on_mysql() {
     evolution::<MySql>().await;
 }
@@ -241,11 +243,13 @@ async fn code_ahead_of_its_migrations_on_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(statefold_no_postgres_url, ignore = "STATEFOLD_TEST_POSTGRES_URL is not set (see DEVELOPERS.md)")]
 async fn code_ahead_of_its_migrations_on_postgres() {
     code_ahead_of_its_migrations::<Postgres>().await;
 }
 
 #[tokio::test]
+#[cfg_attr(statefold_no_mysql_url, ignore = "STATEFOLD_TEST_MYSQL_URL is not set (see DEVELOPERS.md)")]
 async fn code_ahead_of_its_migrations_on_mysql() {
     code_ahead_of_its_migrations::<MySql>().await;
 }

@@ -110,9 +110,11 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// The definition of a payload column, as in `CREATE TABLE` or `ADD COLUMN`.
     ///
     /// ```
-    /// use statefold::{Backend, ColumnDef, LogicalType, Sqlite};
-    /// let column = ColumnDef { name: "amount_cents", ty: LogicalType::I64, nullable: false, indexed: false };
-    /// assert_eq!(Sqlite::column_sql(&column), "`amount_cents` INTEGER NOT NULL");
+    /// use statefold::{Backend, Machine, Sqlite};
+    /// #[derive(Machine)]
+    /// enum Order { #[initial] Placed { amount_cents: i64 } }
+    /// let column = Order::DEF.column("amount_cents").unwrap();
+    /// assert_eq!(Sqlite::column_sql(column), "`amount_cents` INTEGER NOT NULL");
     /// ```
     fn column_sql(column: &ColumnDef) -> String {
         let null = if column.nullable { "" } else { " NOT NULL" };

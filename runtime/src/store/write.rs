@@ -15,10 +15,15 @@ use chrono::Utc;
 impl<M: Machine, B: Backend> Store<M, B> {
     /// Inserts a record created by `event`, with a database-assigned id.
     ///
+    /// Only for machines whose ids the database assigns ([`GeneratedId`](crate::GeneratedId)):
+    /// give the key of any other with [`insert_with_id`](Self::insert_with_id).
+    ///
     /// # Errors
-    /// [`Error::IdRequired`] when the machine's records are keyed by the
-    /// caller; [`Error::Duplicate`] when a unique column's value is taken.
-    pub async fn insert<E: Initial + Event<Machine = M>>(&self, event: E) -> Result<Record<M, E>, Error> {
+    /// [`Error::Duplicate`] when a unique column's value is taken.
+    pub async fn insert<E: Initial + Event<Machine = M>>(&self, event: E) -> Result<Record<M, E>, Error>
+    where
+        M: crate::GeneratedId,
+    {
         self.create(NewRecord::new(event)).await
     }
 
@@ -204,7 +209,10 @@ impl<M: Machine, B: Backend> Store<M, B> {
         &self,
         tx: &mut Tx<'_, B>,
         event: E,
-    ) -> Result<Record<M, E>, Error> {
+    ) -> Result<Record<M, E>, Error>
+    where
+        M: crate::GeneratedId,
+    {
         self.create_in(tx, NewRecord::new(event)).await
     }
 

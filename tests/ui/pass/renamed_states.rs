@@ -13,7 +13,10 @@ enum Order {
 
 fn main() {
     assert_eq!(OrderStatus::Placed.as_str(), "new");
-    assert_eq!(OrderStatus::Settled.to_string(), "settled");
+    // Text for people names the variant; the stored name is `as_str`.
+    assert_eq!(OrderStatus::Settled.to_string(), "Settled");
+    assert_eq!(OrderStatus::Settled.as_str(), "settled");
+    assert_eq!("Settled".parse::<OrderStatus>(), Ok(OrderStatus::Settled));
     assert_eq!("settled".parse::<OrderStatus>(), Ok(OrderStatus::Settled));
     // Rows written under an earlier name still load.
     assert_eq!(OrderStatus::from_db_name("paid_v1"), Some(OrderStatus::Settled));

@@ -1,0 +1,10 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+#[column(json)]
+enum Order {
+    #[initial]
+    Placed { customer: String },
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order {
+    Placed {
+        #[initial]
+        customer: String,
+    },
+}
+
+fn main() {}

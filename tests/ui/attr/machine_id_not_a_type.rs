@@ -1,0 +1,10 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+#[machine(id = "uuid")]
+enum Upload {
+    #[initial]
+    Started,
+}
+
+fn main() {}

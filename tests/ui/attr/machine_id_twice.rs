@@ -1,0 +1,10 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+#[machine(id = String, id = uuid::Uuid)]
+enum Upload {
+    #[initial]
+    Started,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order {
+    #[initial]
+    #[machine(table = "orders")]
+    Placed,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use statefold::Machine;
+
+#[derive(Machine, Clone, Debug, PartialEq)]
+enum Order {
+    #[initial]
+    Placed { lines: Option<Vec<String>> },
+}
+
+fn main() {}
