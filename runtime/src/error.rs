@@ -165,7 +165,12 @@ pub enum Error {
     },
 
     /// [`Fate`](crate::Fate) injected a fault on purpose.
-    #[error("fault injected {point}{}", if matches!(point, FaultPoint::AfterCommit) { ": the write is durable" } else { ": nothing was written" })]
+    #[error("fault injected {point}{}", match point {
+        FaultPoint::AfterCommit => ": the write is durable",
+        FaultPoint::AfterSend => ": the message was sent and will be sent again",
+        FaultPoint::BeforeSend => ": nothing was sent; it will be retried",
+        _ => ": nothing was written",
+    })]
     InjectedFault {
         /// Where.
         point: FaultPoint,
@@ -241,6 +246,46 @@ pub enum Error {
         backend: &'static str,
         /// What is wrong with it.
         reason: String,
+    },
+
+    /// An effect was built from bad input (a payload that does not
+    /// serialise, a URL that does not parse, an empty topic): running the
+    /// effects wrote nothing.
+    #[error("invalid effect: {what}: {reason}; fix the handler that built it (nothing was written)")]
+    InvalidEffect {
+        /// Which effect: `message to "topic"`, `POST request`.
+        what: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// Effects transition records of a machine whose store the runner does not have.
+    #[error(
+        "the effects transition {machine} records, but the runner has no store of {machine}: \
+         register one with `Runner::with_store` (nothing was written)"
+    )]
+    UnregisteredMachine {
+        /// The machine's name.
+        machine: &'static str,
+    },
+
+    /// An idempotency key that cannot be stored: empty, or longer than 255 bytes.
+    #[error("invalid idempotency key: {reason}; use a non-empty key of at most 255 bytes, e.g. a UUID")]
+    InvalidKey {
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A stored outcome or outbox entry cannot be read back (written by
+    /// another version of the library, or edited by hand).
+    #[error(
+        "{what} cannot be read: {message}; it was written by another version or edited by hand: remove or fix the row"
+    )]
+    CorruptEffect {
+        /// What: `outcome of key "k"`, `outbox row 42`.
+        what: String,
+        /// What does not fit.
+        message: String,
     },
 
     /// Any other database error.

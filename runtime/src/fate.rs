@@ -31,12 +31,28 @@ pub enum FaultPoint {
     /// was read or written, as when the database restarts or a connection
     /// drops; the consumer retries with backoff and goes on.
     BeforeConsumerQuery,
+    /// In an outbox dispatcher, before a message or request is handed to
+    /// its destination: nothing was sent, the attempt counts as failed, and
+    /// the message is sent again after backoff.
+    BeforeSend,
+    /// In an outbox dispatcher, after the destination accepted a message or
+    /// request, before the outbox row is marked sent: as when the process
+    /// dies right after a send, the message is sent again (with the same
+    /// message id, so a deduplicating receiver takes it once).
+    AfterSend,
 }
 
 impl FaultPoint {
-    /// Every point: the store's, in the order a write reaches them, then the consumers'.
-    pub const ALL: [Self; 4] =
-        [Self::BeforeCommit, Self::AfterCommit, Self::BeforeCursorSave, Self::BeforeConsumerQuery];
+    /// Every point: the store's, in the order a write reaches them, then
+    /// the consumers', then the outbox dispatcher's.
+    pub const ALL: [Self; 6] = [
+        Self::BeforeCommit,
+        Self::AfterCommit,
+        Self::BeforeCursorSave,
+        Self::BeforeConsumerQuery,
+        Self::BeforeSend,
+        Self::AfterSend,
+    ];
 
     const fn bit(self) -> u8 {
         match self {
@@ -44,6 +60,8 @@ impl FaultPoint {
             Self::AfterCommit => 2,
             Self::BeforeCursorSave => 4,
             Self::BeforeConsumerQuery => 8,
+            Self::BeforeSend => 16,
+            Self::AfterSend => 32,
         }
     }
 }
@@ -57,6 +75,8 @@ impl fmt::Display for FaultPoint {
             Self::BeforeConsumerQuery => {
                 "before one of a consumer's own statements (lease, cursor, events, dead letter or reset)"
             }
+            Self::BeforeSend => "before an outbox message is sent",
+            Self::AfterSend => "after an outbox message was sent, before it is marked sent",
         })
     }
 }
@@ -66,8 +86,10 @@ impl fmt::Display for FaultPoint {
 /// [`Store::with_fate`](crate::Store::with_fate); a store without one pays a
 /// single `Option` check per write.
 ///
-/// Faults apply to the store's own transactions, and to the consumers of
-/// the store ([`FaultPoint::BeforeCursorSave`], [`FaultPoint::BeforeConsumerQuery`]).
+/// Faults apply to the store's own transactions, to the consumers of
+/// the store ([`FaultPoint::BeforeCursorSave`], [`FaultPoint::BeforeConsumerQuery`]),
+/// to an effects runner's transactions and to an outbox dispatcher's sends
+/// ([`FaultPoint::BeforeSend`], [`FaultPoint::AfterSend`]), each given its own.
 /// Writes inside a caller's transaction (`*_in` methods) are committed by
 /// the caller, so no fault is injected there.
 ///

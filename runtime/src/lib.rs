@@ -5,6 +5,8 @@ mod backend;
 #[cfg(all(feature = "cli", any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 pub mod cli;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod effects;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod envelope;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod error;
@@ -20,6 +22,8 @@ pub mod schema;
 mod store;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod stream;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod testing;
 mod value;
 
 #[cfg(feature = "mysql")]
@@ -30,6 +34,8 @@ pub use backend::Postgres;
 pub use backend::Sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use backend::{Backend, Blocker};
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use effects::Effects;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use envelope::Envelope;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]

@@ -7,11 +7,14 @@
 //! - [`operations`]: what an operator relies on (leases, wake-ups, stalls,
 //!   positions, catch-up), instantiated by [`operations_suite!`] in
 //!   `tests/operations_{sqlite,postgres,mysql}.rs`;
+//! - [`effects`]: side effects as data, idempotency keys and the outbox,
+//!   instantiated by [`effects_suite!`] in `tests/effects_{sqlite,postgres,mysql}.rs`;
 //! - [`observe`]: logs and metrics captured for those tests;
 //! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
 //!   by [`suite!`] in `tests/store_{sqlite,postgres,mysql}.rs`.
 
 pub mod db;
+pub mod effects;
 pub mod machines;
 pub mod observe;
 pub mod operations;

@@ -52,3 +52,24 @@ pub fn gauge(name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         }
     })
 }
+
+/// Every counter whose labels include every one of `labels`, by name, as
+/// counted since the last look: reading counters resets them, so read
+/// them all at once.
+pub fn counters(labels: &[(&str, &str)]) -> std::collections::BTreeMap<String, u64> {
+    let Some(snapshotter) = METRICS.get() else { return Default::default() };
+    snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter_map(|(key, _, _, value)| {
+            let key = key.key();
+            let matches =
+                labels.iter().all(|(k, v)| key.labels().any(|label| label.key() == *k && label.value() == *v));
+            match (matches, value) {
+                (true, DebugValue::Counter(value)) => Some((key.name().to_owned(), value)),
+                _ => None,
+            }
+        })
+        .collect()
+}

@@ -163,11 +163,14 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     }
 
     /// `CREATE TABLE IF NOT EXISTS` for the tables every machine's consumers
-    /// share, in order: `statefold_cursors` (one durable, forward-only
-    /// position per stream and consumer), `statefold_leases` (which instance
-    /// runs a consumer, until when), `statefold_dead_letters` (events a
-    /// consumer gave up on, with the error) and `statefold_repairs` (rows
-    /// rewritten from their events by [`Store::repair`](crate::Store::repair)). Include them in a migration once
+    /// and effects share, in order: `statefold_cursors` (one durable,
+    /// forward-only position per stream and consumer), `statefold_leases`
+    /// (which instance runs a consumer or an outbox dispatcher, until when),
+    /// `statefold_dead_letters` (events a consumer gave up on, with the
+    /// error), `statefold_repairs` (rows rewritten from their events by
+    /// [`Store::repair`](crate::Store::repair)), `statefold_idempotency` (the
+    /// keys effects ran under, with their outcomes) and `statefold_outbox`
+    /// (messages and requests to send, and those given up on). Include them in a migration once
     /// per database, or create them at run time with
     /// [`Store::create_support_tables`](crate::Store::create_support_tables).
     ///
@@ -177,6 +180,8 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// assert!(ddl[0].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_cursors""#));
     /// assert!(ddl[1].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_leases""#));
     /// assert!(ddl[2].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_dead_letters""#));
+    /// assert!(ddl[4].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_idempotency""#));
+    /// assert!(ddl[5].starts_with(r#"CREATE TABLE IF NOT EXISTS "statefold_outbox""#));
     /// ```
     fn support_tables_sql() -> Vec<String>;
 
@@ -287,6 +292,12 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
     /// the row's key exists (`key` is its first key column).
     #[doc(hidden)]
     fn insert_if_absent(table: &str, columns: &[&str], values: &[String], key: &str) -> String;
+
+    /// What makes a read inside a transaction see the latest committed row
+    /// and wait for a transaction still writing it (MySQL's repeatable-read
+    /// snapshot would show an older one): appended to a `SELECT`.
+    #[doc(hidden)]
+    const SHARE_LOCK: &'static str = "";
 
     /// Whether writes can wake other processes' readers (PostgreSQL
     /// `NOTIFY`, sent by the write's own statement and delivered at commit).

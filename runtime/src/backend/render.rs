@@ -373,7 +373,12 @@ pub(crate) const DEAD_LETTERS: &str = "statefold_dead_letters";
 /// The table of rows repaired from their events.
 pub(crate) const REPAIRS: &str = "statefold_repairs";
 
-/// The shared tables of consumers ([`Backend::support_tables_sql`]): `key`
+/// The table of idempotency keys and the outcomes of the effects run under them.
+pub(crate) const IDEMPOTENCY: &str = "statefold_idempotency";
+/// The table of messages and requests waiting to be sent.
+pub(crate) const OUTBOX: &str = "statefold_outbox";
+
+/// The shared tables of consumers, repairs and effects ([`Backend::support_tables_sql`]): `key`
 /// is the type of names that are part of a key, `serial` the definition of
 /// the dead letters' generated `id`, `suffix` the table options.
 pub(crate) fn support_tables<B: Backend>(key: &str, serial: &str, suffix: &str) -> Vec<String> {
@@ -417,11 +422,32 @@ pub(crate) fn support_tables<B: Backend>(key: &str, serial: &str, suffix: &str) 
         format!("{} {json} NOT NULL", q("after")),
         format!("{} {time} NOT NULL", q("created_at")),
     ];
+    let keys = vec![
+        format!("{} {key} NOT NULL PRIMARY KEY", q("key")),
+        format!("{} {json}", q("outcome")),
+        format!("{} {time} NOT NULL", q("created_at")),
+        format!("{} {int} NOT NULL", q("expires_at")),
+    ];
+    let outbox = vec![
+        serial.to_owned(),
+        format!("{} {key} NOT NULL", q("message_id")),
+        format!("{} {key} NOT NULL", q("kind")),
+        format!("{} {text} NOT NULL", q("key")),
+        format!("{} {json} NOT NULL", q("body")),
+        format!("{} {key}", q("idempotency_key")),
+        format!("{} {int} NOT NULL", q("attempts")),
+        format!("{} {int} NOT NULL", q("available_at")),
+        format!("{} {int} NOT NULL", q("state")),
+        format!("{} {text}", q("error")),
+        format!("{} {time} NOT NULL", q("created_at")),
+    ];
     vec![
         create_table::<B>(CURSORS, &cursors, suffix),
         create_table::<B>(LEASES, &leases, suffix),
         create_table::<B>(DEAD_LETTERS, &dead, suffix),
         create_table::<B>(REPAIRS, &repairs, suffix),
+        create_table::<B>(IDEMPOTENCY, &keys, suffix),
+        create_table::<B>(OUTBOX, &outbox, suffix),
     ]
 }
 

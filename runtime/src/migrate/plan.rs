@@ -9,7 +9,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Change {
-    /// The tables every machine shares (cursors, leases, dead letters, repairs).
+    /// The tables every machine shares (cursors, leases, dead letters, repairs,
+    /// idempotency keys, the outbox).
     CreateSupportTables,
     /// A new machine: create its tables and indexes.
     CreateMachine {
@@ -136,9 +137,9 @@ impl Change {
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::CreateSupportTables => {
-                f.write_str("create the shared tables (cursors, leases, dead letters, repairs)")
-            }
+            Self::CreateSupportTables => f.write_str(
+                "create the shared tables (cursors, leases, dead letters, repairs, idempotency keys, outbox)",
+            ),
             Self::CreateMachine { def } => {
                 write!(f, "create machine `{}` (tables `{}`, `{}`)", def.name, def.table, def.events_table)
             }

@@ -62,10 +62,10 @@ impl Snapshot {
     pub const FORMAT: u32 = 1;
 
     /// The current version of the shared tables: 1, cursors, leases and
-    /// dead letters; 2, repairs. A snapshot at an earlier version gets a
+    /// dead letters; 2, repairs; 3, idempotency keys and the outbox. A snapshot at an earlier version gets a
     /// migration that creates the tables it lacks (every statement is
     /// `IF NOT EXISTS`).
-    pub const SUPPORT: u32 = 2;
+    pub const SUPPORT: u32 = 3;
 
     /// The snapshot of `machines` as the code declares them.
     pub fn of(machines: &[&MachineDef], version: i64) -> Self {

@@ -250,8 +250,9 @@ impl<M: Machine, B: Backend> Store<M, B> {
         self.with(|inner| inner.notify = channel)
     }
 
-    /// Creates the tables shared by consumers if they do not exist
-    /// ([`Backend::support_tables_sql`]): cursors, leases, dead letters, repairs.
+    /// Creates the tables shared by consumers, repairs and effects if they
+    /// do not exist ([`Backend::support_tables_sql`]): cursors, leases, dead
+    /// letters, repairs, idempotency keys, the outbox.
     /// Migrations do this in production.
     ///
     /// # Errors

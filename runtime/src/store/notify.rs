@@ -17,9 +17,14 @@ static NOTIFIERS: Mutex<Option<HashMap<&'static str, Notifier>>> = Mutex::new(No
 impl Notifier {
     /// The notifier of `def`'s events table.
     pub(crate) fn of(def: &MachineDef) -> Self {
+        Self::named(def.events_table)
+    }
+
+    /// The notifier of the log `table` (an events table, or the outbox).
+    pub(crate) fn named(table: &'static str) -> Self {
         let mut notifiers = NOTIFIERS.lock().unwrap_or_else(PoisonError::into_inner);
         let notifiers = notifiers.get_or_insert_with(HashMap::new);
-        notifiers.entry(def.events_table).or_insert_with(|| Self(Arc::new(watch::Sender::new(0)))).clone()
+        notifiers.entry(table).or_insert_with(|| Self(Arc::new(watch::Sender::new(0)))).clone()
     }
 
     /// Wakes every stream waiting on this log.

@@ -265,6 +265,30 @@ impl<M: Machine, B: Backend> Store<M, B> {
         }
     }
 
+    /// A transition at a known status and version, with its event as the
+    /// machine's enum, inside the caller's transaction and without a
+    /// savepoint of its own: how effects apply their typed transitions once
+    /// the event's type is erased. The caller rolls back on error.
+    pub(crate) async fn transition_at_in(
+        &self,
+        tx: &mut Tx<'_, B>,
+        id: &M::Id,
+        from: M::Status,
+        version: i64,
+        event: &M,
+        metadata: &Metadata,
+    ) -> Result<M::Row, Error> {
+        let write = self.transition_write(id, from, version, event.status(), event.encode(), metadata)?;
+        match B::write(&mut **tx, &self.inner.sql.plan, &write).await {
+            Ok(Some(written)) => {
+                tx.wrote(&self.inner.notifier);
+                self.transitioned(written)
+            }
+            Ok(None) => Err(self.refusal_on(&mut **tx, id, from, version).await),
+            Err(e) => Err(self.failure(e, write.id.as_ref())),
+        }
+    }
+
     /// The write inserting `new`.
     fn new_write<E: Initial + Event<Machine = M>>(&self, new: &NewRecord<E>) -> Result<Write, Error> {
         self.insert_write(new.id.as_ref(), E::STATUS, new.event.encode(), &new.metadata)

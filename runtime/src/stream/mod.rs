@@ -17,7 +17,7 @@
 //!   lease per consumer and shard across processes, dead letters, and
 //!   rebuilds. [`metrics`] lists what it reports.
 
-mod consumer;
+pub(crate) mod consumer;
 pub mod metrics;
 mod position;
 mod reader;

@@ -217,6 +217,9 @@ impl Backend for MySql {
 
     const NOW_MILLIS: &'static str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
 
+    // `LOCK IN SHARE MODE`, not `FOR SHARE`: MariaDB knows only the former.
+    const SHARE_LOCK: &'static str = " LOCK IN SHARE MODE";
+
     async fn execute_with(conn: &mut Conn<Self>, sql: &str, binds: &[Bind<'_>]) -> Result<u64, sqlx::Error> {
         Ok(super::execute::<Self>(conn, sql, binds).await?.rows_affected())
     }

@@ -29,7 +29,7 @@ pub(super) struct Driver<'c, M: Machine, B: Backend, D> {
     mode: Mode,
     key: String,
     cursor: Cursor<M, B>,
-    lease: Lease<M, B>,
+    lease: Lease<B>,
     dead_letters: DeadLetters<M, B>,
     reader: Option<Reader<M, B>>,
     metrics: ConsumerMetrics,
@@ -76,7 +76,7 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
             driven,
             mode,
             cursor: Cursor::new(store.clone(), &key),
-            lease: Lease::new(store.clone(), &key),
+            lease: Lease::new(store.pool().clone(), M::DEF.name, M::DEF.events_table, &key),
             dead_letters: DeadLetters::new(store, &key),
             reader: None,
             metrics: ConsumerMetrics::new(M::DEF.events_table, &key),
@@ -490,6 +490,10 @@ fn ends_run(error: &Error) -> bool {
         | Error::Duplicate { .. }
         | Error::PrivilegeRequired { .. }
         | Error::InvalidPosition { .. }
-        | Error::SchemaMismatch { .. } => true,
+        | Error::SchemaMismatch { .. }
+        | Error::InvalidEffect { .. }
+        | Error::UnregisteredMachine { .. }
+        | Error::InvalidKey { .. }
+        | Error::CorruptEffect { .. } => true,
     }
 }

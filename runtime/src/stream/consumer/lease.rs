@@ -1,13 +1,13 @@
-//! A consumer's lease in `statefold_leases`: one run per consumer and shard
-//! at a time across processes, expiring by the database's clock.
+//! A lease in `statefold_leases`: one run per consumer and shard (or per
+//! outbox dispatcher) at a time across processes, expiring by the
+//! database's clock.
 
 use crate::backend::render::{Params, LEASES};
 use crate::backend::Backend;
 use crate::error::Error;
-use crate::machine::Machine;
 use crate::schema::LogicalType;
-use crate::store::Store;
 use crate::value::Value;
+use sqlx::Pool;
 use std::time::Duration;
 
 /// The statements on `statefold_leases`. Times are the database's
@@ -59,29 +59,35 @@ impl Sql {
     }
 }
 
-/// One run's claim on a consumer (and shard): its owner is the run, so two
-/// runs of one `Consumer` value, or a run and a rebuild, exclude each other.
-pub(super) struct Lease<M: Machine, B: Backend> {
-    store: Store<M, B>,
+/// One run's claim on a consumer (and shard), or on an outbox: its owner
+/// is the run, so two runs of one `Consumer` value, or a run and a
+/// rebuild, exclude each other.
+pub(crate) struct Lease<B: Backend> {
+    pool: Pool<B::Db>,
+    /// Who asks, for errors: the machine, or the outbox.
+    what: &'static str,
     sql: Sql,
     stream: Value,
     consumer: Value,
     owner: Value,
 }
 
-impl<M: Machine, B: Backend> Lease<M, B> {
-    pub(super) fn new(store: Store<M, B>, consumer: &str) -> Self {
+impl<B: Backend> Lease<B> {
+    /// The lease of `consumer` on `stream` (an events table, or the outbox);
+    /// `what` names the asker in errors.
+    pub(crate) fn new(pool: Pool<B::Db>, what: &'static str, stream: &str, consumer: &str) -> Self {
         Self {
-            store,
+            pool,
+            what,
             sql: Sql::new::<B>(),
-            stream: Value::Text(M::DEF.events_table.to_owned()),
+            stream: Value::Text(stream.to_owned()),
             consumer: Value::Text(consumer.to_owned()),
             owner: Value::Text(uuid::Uuid::new_v4().to_string()),
         }
     }
 
     /// The owner this run writes in the lease.
-    pub(super) fn owner(&self) -> &str {
+    pub(crate) fn owner(&self) -> &str {
         match &self.owner {
             Value::Text(owner) => owner,
             _ => "",
@@ -89,13 +95,13 @@ impl<M: Machine, B: Backend> Lease<M, B> {
     }
 
     fn fail(&self, error: sqlx::Error) -> Error {
-        self.store.failure(error, None)
+        crate::backend::failure::<B>(error, self.what, None)
     }
 
     /// Takes the lease for `ttl`, or renews it; `false` while another run
     /// holds it unexpired.
-    pub(super) async fn take(&self, ttl: Duration) -> Result<bool, Error> {
-        let mut conn = self.store.pool().acquire().await?;
+    pub(crate) async fn take(&self, ttl: Duration) -> Result<bool, Error> {
+        let mut conn = self.pool.acquire().await?;
         let ttl = Value::I64(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
         let take = [
             (&self.owner, LogicalType::Text),
@@ -120,8 +126,8 @@ impl<M: Machine, B: Backend> Lease<M, B> {
     }
 
     /// Gives the lease up, if this run holds it.
-    pub(super) async fn release(&self) -> Result<(), Error> {
-        let mut conn = self.store.pool().acquire().await?;
+    pub(crate) async fn release(&self) -> Result<(), Error> {
+        let mut conn = self.pool.acquire().await?;
         let binds =
             [(&self.stream, LogicalType::Text), (&self.consumer, LogicalType::Text), (&self.owner, LogicalType::Text)];
         B::execute_with(&mut conn, &self.sql.release, &binds).await.map_err(|e| self.fail(e))?;

@@ -11,7 +11,7 @@ mod cursor;
 mod dead_letter;
 mod driver;
 mod handler;
-mod lease;
+pub(crate) mod lease;
 mod progress;
 mod run;
 
