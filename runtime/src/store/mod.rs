@@ -26,7 +26,7 @@ use crate::backend::render::Queries;
 use crate::backend::Backend;
 use crate::error::Error;
 use crate::fate::{Fate, FaultPoint};
-use crate::machine::{Event, Initial, Machine, Metadata};
+use crate::machine::{Event, Initial, Machine, Metadata, Record};
 use crate::value::Value;
 use sqlx::Pool;
 use std::fmt;
@@ -340,5 +340,40 @@ impl<M: Machine, B: Backend> Store<M, B> {
             None => self.inner.pool.begin().await?,
         };
         Ok(Tx::new(tx))
+    }
+
+    // `insert` and `insert_in` live here, in `Store`'s own module, so that
+    // the compile error for a machine keyed by the caller names them as
+    // `Store::insert`, not by the file they would otherwise be in.
+
+    /// Inserts a record created by `event`, with a database-assigned id.
+    ///
+    /// Only for machines whose ids the database assigns ([`GeneratedId`](crate::GeneratedId)):
+    /// give the key of any other with [`insert_with_id`](Self::insert_with_id).
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] when a unique column's value is taken.
+    pub async fn insert<E: Initial + Event<Machine = M>>(&self, event: E) -> Result<Record<M, E>, Error>
+    where
+        M: crate::GeneratedId,
+    {
+        self.create(NewRecord::new(event)).await
+    }
+
+    /// [`insert`](Self::insert) inside the caller's transaction.
+    ///
+    /// A failed write leaves the transaction as it was, and usable.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert).
+    pub async fn insert_in<E: Initial + Event<Machine = M>>(
+        &self,
+        tx: &mut Tx<'_, B>,
+        event: E,
+    ) -> Result<Record<M, E>, Error>
+    where
+        M: crate::GeneratedId,
+    {
+        self.create_in(tx, NewRecord::new(event)).await
     }
 }

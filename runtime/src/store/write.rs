@@ -13,20 +13,6 @@ use crate::value::{Column, Value};
 use chrono::Utc;
 
 impl<M: Machine, B: Backend> Store<M, B> {
-    /// Inserts a record created by `event`, with a database-assigned id.
-    ///
-    /// Only for machines whose ids the database assigns ([`GeneratedId`](crate::GeneratedId)):
-    /// give the key of any other with [`insert_with_id`](Self::insert_with_id).
-    ///
-    /// # Errors
-    /// [`Error::Duplicate`] when a unique column's value is taken.
-    pub async fn insert<E: Initial + Event<Machine = M>>(&self, event: E) -> Result<Record<M, E>, Error>
-    where
-        M: crate::GeneratedId,
-    {
-        self.create(NewRecord::new(event)).await
-    }
-
     /// Inserts a record created by `event` under the caller's key.
     ///
     /// # Errors
@@ -197,23 +183,6 @@ impl<M: Machine, B: Backend> Store<M, B> {
             Some(written) => self.transitioned(written).map(M::into_state),
             None => Err(self.refusal(id, status, version).await),
         }
-    }
-
-    /// [`insert`](Self::insert) inside the caller's transaction.
-    ///
-    /// A failed write leaves the transaction as it was, and usable.
-    ///
-    /// # Errors
-    /// As [`insert`](Self::insert).
-    pub async fn insert_in<E: Initial + Event<Machine = M>>(
-        &self,
-        tx: &mut Tx<'_, B>,
-        event: E,
-    ) -> Result<Record<M, E>, Error>
-    where
-        M: crate::GeneratedId,
-    {
-        self.create_in(tx, NewRecord::new(event)).await
     }
 
     /// [`create`](Self::create) inside the caller's transaction.
