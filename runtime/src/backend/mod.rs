@@ -21,7 +21,7 @@ mod postgres;
 mod sqlite;
 
 pub use log::Blocker;
-pub(crate) use write::{Write, Written};
+pub(crate) use write::{EffectsWrite, EffectsWritten, Write, Written};
 
 #[cfg(feature = "mysql")]
 pub use mysql::MySql;
@@ -258,6 +258,18 @@ pub trait Backend: sealed::Sealed + Copy + Default + fmt::Debug + Send + Sync + 
         plan: &'a Self::Plan,
         write: &'a Write,
     ) -> impl Future<Output = Result<Option<Written>, sqlx::Error>> + Send + 'a;
+
+    /// Runs a whole run of effects as one statement; only where
+    /// [`ONE_STATEMENT`](Self::ONE_STATEMENT) (elsewhere an error, and the
+    /// runner never calls it).
+    #[doc(hidden)]
+    fn write_effects<'a>(
+        conn: &'a mut Conn<Self>,
+        run: &'a EffectsWrite<'a>,
+    ) -> impl Future<Output = Result<EffectsWritten, sqlx::Error>> + Send + 'a {
+        let _ = (conn, run);
+        std::future::ready(Err(sqlx::Error::Protocol(format!("{} runs effects in a transaction", Self::NAME))))
+    }
 
     /// The query listing a table's columns (binds: table), as the schema
     /// check reads them; one name a row, lower case.

@@ -377,6 +377,13 @@ pub(crate) const REPAIRS: &str = "statefold_repairs";
 pub(crate) const IDEMPOTENCY: &str = "statefold_idempotency";
 /// The table of messages and requests waiting to be sent.
 pub(crate) const OUTBOX: &str = "statefold_outbox";
+/// The outbox's `state` of a row waiting to be sent (sent rows are deleted).
+pub(crate) const OUTBOX_PENDING: i64 = 0;
+/// The outbox's `state` of a row given up on (a dead letter).
+pub(crate) const OUTBOX_DEAD: i64 = 1;
+/// The columns of an outbox row as a run of effects writes it.
+pub(crate) const OUTBOX_WRITE: [&str; 9] =
+    ["message_id", "kind", "key", "body", "idempotency_key", "attempts", "available_at", "state", "created_at"];
 
 /// The shared tables of consumers, repairs and effects ([`Backend::support_tables_sql`]): `key`
 /// is the type of names that are part of a key, `serial` the definition of

@@ -2,7 +2,7 @@
 //! reports back: the values to bind, in the order each statement binds them.
 
 use super::Bind;
-use crate::schema::LogicalType;
+use crate::schema::{LogicalType, MachineDef};
 use crate::value::Value;
 
 /// One insert or transition, as the store hands it to a backend.
@@ -150,4 +150,39 @@ pub struct Written {
     pub row: Option<Vec<Value>>,
     /// The event's position.
     pub position: i64,
+}
+
+/// A whole run of effects as one statement, on backends that write in one
+/// ([`Backend::ONE_STATEMENT`](super::Backend::ONE_STATEMENT)): the key
+/// claimed with its outcome, every transition guarded by its status and
+/// version, the outbox rows, the notifications.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct EffectsWrite<'a> {
+    /// The idempotency key.
+    pub key: Value,
+    /// The outcome stored under the key (JSON).
+    pub outcome: Value,
+    /// The run's time (the key's and the outbox rows' `created_at`).
+    pub at: Value,
+    /// How long the key is kept, in milliseconds (`expires_at` is the database's clock plus this).
+    pub ttl: Value,
+    /// Each transition: its machine and its write (at a known status and version).
+    pub transitions: Vec<(&'static MachineDef, &'a Write)>,
+    /// Each outbox row, in order: message id, kind, key, body (JSON).
+    pub outgoing: &'a [[Value; 4]],
+    /// The channels to notify at commit.
+    pub notify: Vec<Value>,
+}
+
+/// How a run of effects as one statement ended.
+#[doc(hidden)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum EffectsWritten {
+    /// Everything was written.
+    Ran,
+    /// The key was taken by a run that committed: nothing was written.
+    Taken,
+    /// A transition's guard matched no row: nothing was written.
+    Refused,
 }

@@ -9,10 +9,11 @@
 //! [`Runner::with_store`](super::Runner::with_store) registry) and the
 //! store downcasts it back: the one place where the machine's type returns.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Conn, Write};
 use crate::error::Error;
 use crate::machine::{Event, Machine, Metadata, Status, Transition};
-use crate::store::{Store, Tx};
+use crate::schema::MachineDef;
+use crate::store::{Notifier, Store, Tx};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use std::any::{Any, TypeId};
@@ -162,16 +163,42 @@ impl fmt::Display for Applied {
     }
 }
 
-/// A store with its machine erased: applies the [`Change`]s of its machine.
+/// A transition as a run writes it: the write, and what it does once applied.
+pub(crate) struct Planned {
+    /// The guarded row update and event insert.
+    pub(crate) write: Write,
+    /// What the run's outcome records of it.
+    pub(crate) applied: Applied,
+}
+
+/// A store with its machine erased: writes the [`Change`]s of its machine.
 pub(crate) trait AnyStore<B: Backend>: Send + Sync + 'static {
-    /// Applies `change` (of this store's machine) in `tx`, recording `key`
-    /// as the event's idempotency key unless it has one.
-    fn apply_in<'a, 'c: 'a>(
+    /// The machine.
+    fn def(&self) -> &'static MachineDef;
+
+    /// Wakes this process's streams of the machine.
+    fn notifier(&self) -> &Notifier;
+
+    /// The write of `change` (of this store's machine), recording `key` as
+    /// the event's idempotency key unless it has one.
+    fn plan(&self, change: &Change, key: &str) -> Result<Planned, Error>;
+
+    /// Runs `write`, planned for `change`, in `tx`.
+    fn write_in<'a, 'c: 'a>(
         &'a self,
         tx: &'a mut Tx<'c, B>,
         change: &'a Change,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Applied, Error>>;
+        write: &'a Write,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Why `change`'s guard matched no row, read on `conn`.
+    fn refusal<'a>(&'a self, conn: &'a mut Conn<B>, change: &'a Change) -> BoxFuture<'a, Error>;
+}
+
+impl<M: Machine> Typed<M> {
+    fn of(change: &Change) -> Result<&Self, Error> {
+        change.0.as_any().downcast_ref::<Self>().ok_or(Error::UnregisteredMachine { machine: change.machine() })
+    }
 }
 
 impl<M, B> AnyStore<B> for Store<M, B>
@@ -179,26 +206,47 @@ where
     M: Machine + Clone + fmt::Debug + PartialEq,
     B: Backend,
 {
-    fn apply_in<'a, 'c: 'a>(
+    fn def(&self) -> &'static MachineDef {
+        M::DEF
+    }
+
+    fn notifier(&self) -> &Notifier {
+        Store::notifier(self)
+    }
+
+    fn plan(&self, change: &Change, key: &str) -> Result<Planned, Error> {
+        let t = Typed::<M>::of(change)?;
+        let mut metadata = t.metadata.clone();
+        metadata.idempotency_key.get_or_insert_with(|| key.to_owned());
+        let write = self.transition_at_write(&t.id, t.from, t.version, &t.event, &metadata)?;
+        // A guarded transition, if it applies, leaves the record in the event's state, one version on.
+        let applied = Applied {
+            machine: M::DEF.name.to_owned(),
+            id: t.id.to_string(),
+            to: t.event.status().name().to_owned(),
+            version: t.version + 1,
+        };
+        Ok(Planned { write, applied })
+    }
+
+    fn write_in<'a, 'c: 'a>(
         &'a self,
         tx: &'a mut Tx<'c, B>,
         change: &'a Change,
-        key: &'a str,
-    ) -> BoxFuture<'a, Result<Applied, Error>> {
+        write: &'a Write,
+    ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            let Some(t) = change.0.as_any().downcast_ref::<Typed<M>>() else {
-                return Err(Error::UnregisteredMachine { machine: change.machine() });
-            };
-            let mut metadata = t.metadata.clone();
-            metadata.idempotency_key.get_or_insert_with(|| key.to_owned());
-            let row = self.transition_at_in(tx, &t.id, t.from, t.version, &t.event, &metadata).await?;
-            let row: &M::Row = &row;
-            Ok(Applied {
-                machine: M::DEF.name.to_owned(),
-                id: t.id.to_string(),
-                to: crate::machine::Row::status(row).name().to_owned(),
-                version: crate::machine::Row::version(row),
-            })
+            let t = Typed::<M>::of(change)?;
+            self.write_at_in(tx, write, &t.id, t.from, t.version).await
+        })
+    }
+
+    fn refusal<'a>(&'a self, conn: &'a mut Conn<B>, change: &'a Change) -> BoxFuture<'a, Error> {
+        Box::pin(async move {
+            match Typed::<M>::of(change) {
+                Ok(t) => self.refusal_on(conn, &t.id, t.from, t.version).await,
+                Err(error) => error,
+            }
         })
     }
 }

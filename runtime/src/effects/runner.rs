@@ -1,10 +1,10 @@
 //! Running `Effects` once per idempotency key, in one transaction.
 
-use super::change::{AnyStore, Applied};
+use super::change::{AnyStore, Applied, Change};
 use super::sql::Sql;
 use super::value::Effects;
 use crate::backend::render::OUTBOX;
-use crate::backend::{Backend, Failure};
+use crate::backend::{Backend, EffectsWrite, EffectsWritten, Failure, Write};
 use crate::error::Error;
 use crate::fate::{Fate, FaultPoint};
 use crate::machine::Machine;
@@ -14,7 +14,7 @@ use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use sqlx::Pool;
 use std::any::TypeId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,10 +128,40 @@ impl<B: Backend> fmt::Debug for Runner<B> {
 
 /// How a run under a key went, inside its transaction.
 enum Step {
-    /// It ran: the outcome, to commit.
-    Ran(Outcome),
+    /// It ran: commit.
+    Ran,
     /// The key was taken by a run that committed: roll back, read its outcome.
     Taken,
+}
+
+/// A run worked out before anything is written.
+struct Plan<'r, B: Backend> {
+    key: Value,
+    at: Value,
+    /// Each transition, the store of its machine, and its write.
+    transitions: Vec<(&'r Change, &'r dyn AnyStore<B>, Write)>,
+    /// Each outbox row: message id, kind, key, body.
+    outgoing: Vec<[Value; 4]>,
+    outcome: Outcome,
+    /// Whether every transition moves another record.
+    distinct: bool,
+}
+
+impl<B: Backend> Plan<'_, B> {
+    fn key_text(&self) -> &str {
+        match &self.key {
+            Value::Text(key) => key,
+            _ => "",
+        }
+    }
+
+    /// The outcome as stored under the key.
+    fn stored_outcome(&self) -> Result<Value, Error> {
+        serde_json::to_value(&self.outcome).map(Value::Json).map_err(|e| Error::CorruptEffect {
+            what: format!("outcome of key {:?}", self.key_text()),
+            message: e.to_string(),
+        })
+    }
 }
 
 impl<B: Backend> Runner<B> {
@@ -189,9 +219,17 @@ impl<B: Backend> Runner<B> {
     /// ([`Error::Conflict`], [`Error::NotFound`], ..), [`Error::Database`].
     pub async fn run(&self, key: &str, effects: &Effects) -> Result<Ran, Error> {
         self.check(key, effects)?;
+        let plan = self.plan(key, effects)?;
+        // Two transitions of one record cannot be one statement's: each
+        // part of it sees the rows as they were when it started.
+        if B::ONE_STATEMENT && plan.distinct {
+            if let Some(ran) = self.run_statement(&plan).await? {
+                return Ok(ran);
+            }
+        }
         let mut tx = self.begin().await?;
-        match self.write(&mut tx, key, effects).await {
-            Ok(Step::Ran(outcome)) => {
+        match self.write(&mut tx, &plan).await {
+            Ok(Step::Ran) => {
                 if let Some(fault) = self.strike(FaultPoint::BeforeCommit) {
                     tx.rollback().await?;
                     return Err(fault);
@@ -200,7 +238,7 @@ impl<B: Backend> Runner<B> {
                 if let Some(fault) = self.strike(FaultPoint::AfterCommit) {
                     return Err(fault);
                 }
-                Ok(Ran { outcome, replayed: false })
+                Ok(Ran { outcome: plan.outcome, replayed: false })
             }
             Ok(Step::Taken) => {
                 // The failed insert ended the transaction on PostgreSQL: read outside it.
@@ -226,13 +264,14 @@ impl<B: Backend> Runner<B> {
     /// As [`run`](Self::run).
     pub async fn run_in(&self, tx: &mut Tx<'_, B>, key: &str, effects: &Effects) -> Result<Ran, Error> {
         self.check(key, effects)?;
+        let plan = self.plan(key, effects)?;
         let fail = fail::<B>;
         B::execute(&mut **tx, "SAVEPOINT statefold_effects").await.map_err(fail)?;
-        match self.write(tx, key, effects).await {
-            Ok(Step::Ran(outcome)) => {
+        match self.write(tx, &plan).await {
+            Ok(Step::Ran) => {
                 B::execute(&mut **tx, "RELEASE SAVEPOINT statefold_effects").await.map_err(fail)?;
                 tx.wrote(&self.outbox);
-                Ok(Ran { outcome, replayed: false })
+                Ok(Ran { outcome: plan.outcome, replayed: false })
             }
             Ok(Step::Taken) => {
                 B::execute(&mut **tx, "ROLLBACK TO SAVEPOINT statefold_effects").await.map_err(fail)?;
@@ -301,50 +340,160 @@ impl<B: Backend> Runner<B> {
         self.fate.as_ref().and_then(|fate| fate.strike(point).err())
     }
 
-    /// Takes the key, then writes the transitions, the outbox rows and the
-    /// outcome. The key's insert comes first: a concurrent run with the
-    /// same key waits on it (the unique key), and fails once this commits.
-    async fn write(&self, tx: &mut Tx<'_, B>, key: &str, effects: &Effects) -> Result<Step, Error> {
-        let k = Value::Text(key.to_owned());
-        let now = Value::Timestamp(crate::fold::stored_time(chrono::Utc::now()));
-        let ttl = Value::I64(i64::try_from(self.key_ttl.as_millis()).unwrap_or(i64::MAX / 4));
-        let binds = [(&k, LogicalType::Text), (&now, LogicalType::Timestamp), (&ttl, LogicalType::I64)];
-        match B::execute_with(&mut **tx, &self.sql.insert_key, &binds).await {
-            Ok(_) => {}
-            Err(e) if matches!(B::classify(&e), Failure::Unique) => return Ok(Step::Taken),
-            Err(e) => return Err(fail::<B>(e)),
-        }
-        let mut outcome = Outcome::default();
+    /// Everything a run writes, before anything is written: each
+    /// transition's write, the outbox rows with their fresh message ids,
+    /// and so the outcome. A value that does not encode fails here.
+    fn plan<'r>(&'r self, key: &str, effects: &'r Effects) -> Result<Plan<'r, B>, Error> {
+        let mut plan = Plan {
+            key: Value::Text(key.to_owned()),
+            at: Value::Timestamp(crate::fold::stored_time(chrono::Utc::now())),
+            transitions: Vec::new(),
+            outgoing: Vec::new(),
+            outcome: Outcome::default(),
+            distinct: true,
+        };
+        let mut records = HashSet::new();
         for change in effects.transitions() {
             let store = self
                 .stores
                 .get(&change.machine_type())
                 .ok_or(Error::UnregisteredMachine { machine: change.machine() })?;
-            outcome.transitions.push(store.apply_in(tx, change, key).await?);
+            let planned = store.plan(change, key)?;
+            plan.distinct &= records.insert((change.machine_type(), planned.applied.id.clone()));
+            plan.outcome.transitions.push(planned.applied);
+            plan.transitions.push((change, store.as_ref(), planned.write));
         }
         for outgoing in effects.outgoing() {
             let id = uuid::Uuid::new_v4().to_string();
             let body = serde_json::to_value(outgoing)
                 .map_err(|e| Error::InvalidEffect { what: outgoing.kind().to_owned(), reason: e.to_string() })?;
-            let values = [
-                (Value::Text(id.clone()), LogicalType::Text),
-                (Value::Text(outgoing.kind().to_owned()), LogicalType::Text),
-                (Value::Text(outgoing.key().to_owned()), LogicalType::Text),
-                (Value::Json(body), LogicalType::Json),
-                (k.clone(), LogicalType::Text),
-                (now.clone(), LogicalType::Timestamp),
-            ];
-            let binds: Vec<_> = values.iter().map(|(v, ty)| (v, *ty)).collect();
-            B::execute_with(&mut **tx, &self.sql.insert_outgoing, &binds).await.map_err(fail::<B>)?;
-            outcome.message_ids.push(id);
+            plan.outgoing.push([
+                Value::Text(id.clone()),
+                Value::Text(outgoing.kind().to_owned()),
+                Value::Text(outgoing.key().to_owned()),
+                Value::Json(body),
+            ]);
+            plan.outcome.message_ids.push(id);
         }
-        let stored = serde_json::to_value(&outcome)
-            .map_err(|e| Error::CorruptEffect { what: format!("outcome of key {key:?}"), message: e.to_string() })?;
-        let stored = Value::Json(stored);
-        B::execute_with(&mut **tx, &self.sql.finish_key, &[(&stored, LogicalType::Json), (&k, LogicalType::Text)])
-            .await
-            .map_err(fail::<B>)?;
-        Ok(Step::Ran(outcome))
+        Ok(plan)
+    }
+
+    /// The key's time to live, in milliseconds, as bound.
+    fn ttl(&self) -> Value {
+        Value::I64(i64::try_from(self.key_ttl.as_millis()).unwrap_or(i64::MAX / 4))
+    }
+
+    /// Runs `plan` as one statement (backends where a write is one):
+    /// `None` when a transition was refused and no record says why (the
+    /// transaction's path then finds out).
+    async fn run_statement(&self, plan: &Plan<'_, B>) -> Result<Option<Ran>, Error> {
+        let mut notify: Vec<Value> = Vec::new();
+        for channel in plan.transitions.iter().filter_map(|(_, _, write)| write.notify.as_ref()) {
+            if !notify.contains(channel) {
+                notify.push(channel.clone());
+            }
+        }
+        let run = EffectsWrite {
+            key: plan.key.clone(),
+            outcome: plan.stored_outcome()?,
+            at: plan.at.clone(),
+            ttl: self.ttl(),
+            transitions: plan.transitions.iter().map(|(_, store, write)| (store.def(), write)).collect(),
+            outgoing: &plan.outgoing,
+            notify,
+        };
+        let written = if self.fate.is_none() {
+            let mut conn = self.pool.acquire().await?;
+            B::write_effects(&mut conn, &run).await.map_err(fail::<B>)?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let written = B::write_effects(&mut tx, &run).await.map_err(fail::<B>)?;
+            if written == EffectsWritten::Ran {
+                if let Some(fault) = self.strike(FaultPoint::BeforeCommit) {
+                    tx.rollback().await?;
+                    return Err(fault);
+                }
+                tx.commit().await?;
+                self.wake(plan);
+                if let Some(fault) = self.strike(FaultPoint::AfterCommit) {
+                    return Err(fault);
+                }
+            } else {
+                tx.rollback().await?;
+            }
+            written
+        };
+        match written {
+            EffectsWritten::Ran => {
+                self.wake(plan);
+                Ok(Some(Ran { outcome: plan.outcome.clone(), replayed: false }))
+            }
+            EffectsWritten::Taken => {
+                let mut conn = self.pool.acquire().await?;
+                let key = plan.key_text();
+                let outcome = self.outcome(&mut conn, key, &self.sql.read_key).await?;
+                Ok(Some(Ran { outcome, replayed: true }))
+            }
+            EffectsWritten::Refused => {
+                // Which transition, and why: the first whose record is not
+                // where it was read (versions only grow, so it still is not).
+                let mut conn = self.pool.acquire().await?;
+                for (change, store, _) in &plan.transitions {
+                    match store.refusal(&mut conn, change).await {
+                        Error::Conflict {
+                            expected_status, expected_version, actual_status, actual_version, ..
+                        } if actual_status == expected_status && actual_version == expected_version => {}
+                        error => return Err(error),
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Wakes this process's streams of the machines `plan` moved, and its dispatchers.
+    fn wake(&self, plan: &Plan<'_, B>) {
+        for (_, store, _) in &plan.transitions {
+            store.notifier().wake();
+        }
+        self.outbox.wake();
+    }
+
+    /// Takes the key, storing the outcome, then writes the transitions and
+    /// the outbox rows. The key's insert comes first: a concurrent run with
+    /// the same key waits on it (the unique key), and fails once this commits.
+    async fn write(&self, tx: &mut Tx<'_, B>, plan: &Plan<'_, B>) -> Result<Step, Error> {
+        let (outcome, ttl) = (plan.stored_outcome()?, self.ttl());
+        let binds = [
+            (&plan.key, LogicalType::Text),
+            (&outcome, LogicalType::Json),
+            (&plan.at, LogicalType::Timestamp),
+            (&ttl, LogicalType::I64),
+        ];
+        match B::execute_with(&mut **tx, &self.sql.insert_key, &binds).await {
+            Ok(_) => {}
+            Err(e) if matches!(B::classify(&e), Failure::Unique) => return Ok(Step::Taken),
+            Err(e) => return Err(fail::<B>(e)),
+        }
+        for (change, store, write) in &plan.transitions {
+            store.write_in(tx, change, write).await?;
+        }
+        if !plan.outgoing.is_empty() {
+            let mut binds = Vec::with_capacity(6 * plan.outgoing.len());
+            for [id, kind, key, body] in &plan.outgoing {
+                binds.extend([
+                    (id, LogicalType::Text),
+                    (kind, LogicalType::Text),
+                    (key, LogicalType::Text),
+                    (body, LogicalType::Json),
+                    (&plan.key, LogicalType::Text),
+                    (&plan.at, LogicalType::Timestamp),
+                ]);
+            }
+            let sql = self.sql.insert_outgoing::<B>(plan.outgoing.len());
+            B::execute_with(&mut **tx, &sql, &binds).await.map_err(fail::<B>)?;
+        }
+        Ok(Step::Ran)
     }
 
     /// The outcome committed under `key`.

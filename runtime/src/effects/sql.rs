@@ -3,31 +3,26 @@
 //! placeholders. Times that decide (expiry, the next attempt) are the
 //! database's ([`Backend::NOW_MILLIS`]), never a process's.
 
-use crate::backend::render::{list, Params, IDEMPOTENCY, OUTBOX};
+// The outbox's states: waiting to be sent, or given up on (a dead letter).
+// Sent rows are deleted.
+use crate::backend::render::{
+    list, Params, IDEMPOTENCY, OUTBOX, OUTBOX_DEAD as DEAD, OUTBOX_PENDING as PENDING, OUTBOX_WRITE,
+};
 use crate::backend::Backend;
-
-/// The outbox's states: waiting to be sent, or given up on (a dead letter).
-/// Sent rows are deleted.
-pub(crate) const PENDING: i64 = 0;
-pub(crate) const DEAD: i64 = 1;
 
 /// The columns of an outbox row as the dispatcher reads it.
 pub(crate) const OUTBOX_READ: [&str; 8] =
     ["id", "message_id", "kind", "key", "body", "attempts", "available_at", "created_at"];
 
 pub(crate) struct Sql {
-    /// Binds: key, created_at, ttl (ms).
+    /// Binds: key, outcome, created_at, ttl (ms).
     pub(crate) insert_key: String,
-    /// Binds: outcome, key.
-    pub(crate) finish_key: String,
     /// Binds: key.
     pub(crate) read_key: String,
     /// The same, reading the latest committed row inside a transaction. Binds: key.
     pub(crate) read_key_locked: String,
     /// No binds.
     pub(crate) expire_keys: String,
-    /// Binds: message_id, kind, key, body, idempotency_key, created_at.
-    pub(crate) insert_outgoing: String,
     /// The pending rows of two kinds (the same twice for one), then the
     /// database's clock. Binds: kind, kind, limit.
     pub(crate) pending: String,
@@ -52,42 +47,13 @@ impl Sql {
         let (key, id, state) = (q("key"), q("id"), q("state"));
         let insert_key = {
             let mut p = Params::<B>::new();
-            let (k, at, ttl) = (p.next(), p.next(), p.next());
+            let (k, outcome, at, ttl) = (p.next(), p.next(), p.next(), p.next());
             format!(
-                "INSERT INTO {keys} ({}) VALUES ({k}, NULL, {at}, {now} + {ttl})",
+                "INSERT INTO {keys} ({}) VALUES ({k}, {outcome}, {at}, {now} + {ttl})",
                 list::<B>(["key", "outcome", "created_at", "expires_at"])
             )
         };
-        let finish_key = {
-            let mut p = Params::<B>::new();
-            let (outcome, k) = (p.next(), p.next());
-            format!("UPDATE {keys} SET {} = {outcome} WHERE {key} = {k}", q("outcome"))
-        };
         let read_key = format!("SELECT {} FROM {keys} WHERE {key} = {}", q("outcome"), B::placeholder(1));
-        let insert_outgoing = {
-            let mut p = Params::<B>::new();
-            let values: Vec<String> = (0..6).map(|_| p.next()).collect();
-            format!(
-                "INSERT INTO {outbox} ({}) VALUES ({}, {}, {}, {}, {}, 0, 0, {PENDING}, {})",
-                list::<B>([
-                    "message_id",
-                    "kind",
-                    "key",
-                    "body",
-                    "idempotency_key",
-                    "attempts",
-                    "available_at",
-                    "state",
-                    "created_at"
-                ]),
-                values[0],
-                values[1],
-                values[2],
-                values[3],
-                values[4],
-                values[5],
-            )
-        };
         let pending = {
             let mut p = Params::<B>::new();
             let (k1, k2, limit) = (p.next(), p.next(), p.next());
@@ -120,9 +86,7 @@ impl Sql {
             read_key_locked: format!("{read_key}{}", B::SHARE_LOCK),
             read_key,
             insert_key,
-            finish_key,
             expire_keys: format!("DELETE FROM {keys} WHERE {} < {now}", q("expires_at")),
-            insert_outgoing,
             pending,
             retry,
             dead,
@@ -139,6 +103,19 @@ impl Sql {
             count_pending: format!("SELECT COUNT(*) FROM {outbox} WHERE {state} = {PENDING}"),
             quoted_outbox: outbox,
         }
+    }
+
+    /// Inserts `n` outbox rows, in order. Binds per row: message_id, kind,
+    /// key, body, idempotency_key, created_at.
+    pub(crate) fn insert_outgoing<B: Backend>(&self, n: usize) -> String {
+        let mut p = Params::<B>::new();
+        let rows: Vec<String> = (0..n)
+            .map(|_| {
+                let v: Vec<String> = (0..6).map(|_| p.next()).collect();
+                format!("({}, {}, {}, {}, {}, 0, 0, {PENDING}, {})", v[0], v[1], v[2], v[3], v[4], v[5])
+            })
+            .collect();
+        format!("INSERT INTO {} ({}) VALUES {}", self.quoted_outbox, list::<B>(OUTBOX_WRITE), rows.join(", "))
     }
 
     /// Deletes the rows of `n` ids (sent). Binds: the ids.

@@ -234,24 +234,35 @@ impl<M: Machine, B: Backend> Store<M, B> {
         }
     }
 
-    /// A transition at a known status and version, with its event as the
-    /// machine's enum, inside the caller's transaction and without a
-    /// savepoint of its own: how effects apply their typed transitions once
-    /// the event's type is erased. The caller rolls back on error.
-    pub(crate) async fn transition_at_in(
+    /// The write of a transition at a known status and version, with its
+    /// event as the machine's enum: how effects write their typed
+    /// transitions once the event's type is erased.
+    pub(crate) fn transition_at_write(
         &self,
-        tx: &mut Tx<'_, B>,
         id: &M::Id,
         from: M::Status,
         version: i64,
         event: &M,
         metadata: &Metadata,
-    ) -> Result<M::Row, Error> {
-        let write = self.transition_write(id, from, version, event.status(), event.encode(), metadata)?;
-        match B::write(&mut **tx, &self.inner.sql.plan, &write).await {
-            Ok(Some(written)) => {
+    ) -> Result<Write, Error> {
+        self.transition_write(id, from, version, event.status(), event.encode(), metadata)
+    }
+
+    /// Runs `write` (from [`transition_at_write`](Self::transition_at_write))
+    /// inside the caller's transaction, without a savepoint of its own: the
+    /// caller rolls back on error.
+    pub(crate) async fn write_at_in(
+        &self,
+        tx: &mut Tx<'_, B>,
+        write: &Write,
+        id: &M::Id,
+        from: M::Status,
+        version: i64,
+    ) -> Result<(), Error> {
+        match B::write(&mut **tx, &self.inner.sql.plan, write).await {
+            Ok(Some(_)) => {
                 tx.wrote(&self.inner.notifier);
-                self.transitioned(written)
+                Ok(())
             }
             Ok(None) => Err(self.refusal_on(&mut **tx, id, from, version).await),
             Err(e) => Err(self.failure(e, write.id.as_ref())),
@@ -489,7 +500,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
 
     /// Why a guarded write matched no row: the record is gone, or it has
     /// another status or version than expected.
-    async fn refusal_on(&self, conn: &mut Conn<B>, id: &M::Id, from: M::Status, version: i64) -> Error {
+    pub(crate) async fn refusal_on(&self, conn: &mut Conn<B>, id: &M::Id, from: M::Status, version: i64) -> Error {
         let key = id.to_value();
         let (binds, types) = ([(&key, M::DEF.id.ty)], [LogicalType::Text, LogicalType::I64]);
         let row = match B::fetch_all(conn, &self.inner.sql.queries.head, &binds, &types).await {

@@ -1,8 +1,9 @@
 //! PostgreSQL: each insert and transition is one atomic statement.
 
 use super::render::{self, Params};
-use super::{Backend, Bind, Codec, Conn, Failure, WakeUps, Write, Written};
+use super::{Backend, Bind, Codec, Conn, EffectsWrite, EffectsWritten, Failure, WakeUps, Write, Written};
 
+mod effects;
 mod listen;
 mod log;
 use crate::error::Error;
@@ -251,6 +252,17 @@ impl Backend for Postgres {
         let Some(mut row) = row else { return Ok(None) };
         let position = super::position(row.pop().unwrap_or(Value::Null))?;
         Ok(Some(Written { id: row[0].clone(), row: Some(row), position }))
+    }
+
+    /// One statement: see `effects.rs`.
+    async fn write_effects(conn: &mut Conn<Self>, run: &EffectsWrite<'_>) -> Result<EffectsWritten, sqlx::Error> {
+        let (sql, binds) = effects::statement(run);
+        match super::fetch_optional::<Self>(conn, &sql, &binds, &[LogicalType::I64]).await {
+            Ok(Some(_)) => Ok(EffectsWritten::Ran),
+            Ok(None) => Ok(EffectsWritten::Taken),
+            Err(error) if effects::refused(&error) => Ok(EffectsWritten::Refused),
+            Err(error) => Err(error),
+        }
     }
 
     /// Transaction fencing on `tx xid8`.
