@@ -29,6 +29,7 @@ macro_rules! effects_suite {
             a_replayed_key_writes_nothing_and_returns_the_first_outcome,
             thirty_two_concurrent_runs_of_one_key_run_once,
             a_failed_run_leaves_its_key_free,
+            a_refused_transition_among_several_writes_nothing,
             effects_run_inside_the_callers_transaction,
             bad_input_is_a_typed_error_that_writes_nothing,
             expired_keys_are_cleaned_up,
@@ -246,6 +247,31 @@ pub async fn a_failed_run_leaves_its_key_free<B: TestBackend>() {
 
     let CardState::Active(card) = cards.load(&1).await.expect("loads") else { panic!("active") };
     assert!(!runner.run("k", &block(card, "lost")).await.expect("runs").replayed);
+}
+
+/// Given effects moving two cards and sending a message, when the second
+/// card moved on since it was read, then the run is a conflict naming it,
+/// nothing is written (not the first card's transition, not the message,
+/// not the key), and the corrected run goes through under the same key.
+pub async fn a_refused_transition_among_several_writes_nothing<B: TestBackend>() {
+    let Some((db, cards, runner)) = setup::<B>("refused").await else { return };
+    let (first, second) = (active(&cards, "ada").await, active(&cards, "ada").await);
+    let (first_id, second_id) = (*first.id(), *second.id());
+    cards.apply(second.clone().transition(CardBlocked { reason: "elsewhere".into() })).await.expect("moved on");
+    let stale = block_all("ada", vec![first.clone(), second]);
+
+    let error = runner.run("k", &stale).await.expect_err("the second card conflicts");
+    let Error::Conflict { id, expected_version: 1, actual_version: 2, .. } = &error else { panic!("{error}") };
+    assert_eq!(id, &second_id.to_string(), "{error}");
+    assert_eq!(state(&cards, first_id).await, (CardStatus::Active, 1), "the first transition was not kept");
+    assert_eq!(cards.history(&first_id).await.expect("history").len(), 1, "nor its event");
+    assert_eq!(runner.outcome_of("k").await.expect("reads"), None, "the key is free");
+    assert_eq!(Dispatcher::<B>::new(db.pool.clone()).pending().await.expect("counts"), 0, "no message");
+
+    let ran = runner.run("k", &block_all("ada", vec![first])).await.expect("runs");
+    assert!(!ran.replayed);
+    assert_eq!(state(&cards, first_id).await, (CardStatus::Blocked, 2));
+    assert_eq!(Dispatcher::<B>::new(db.pool.clone()).pending().await.expect("counts"), 2);
 }
 
 /// Given a caller's transaction, effects run in it commit with it, and

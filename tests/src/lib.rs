@@ -10,6 +10,7 @@
 //! - [`effects`]: side effects as data, idempotency keys and the outbox,
 //!   instantiated by [`effects_suite!`] in `tests/effects_{sqlite,postgres,mysql}.rs`;
 //! - [`observe`]: logs and metrics captured for those tests;
+//! - [`wire`]: a proxy counting the statements a PostgreSQL server receives;
 //! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
 //!   by [`suite!`] in `tests/store_{sqlite,postgres,mysql}.rs`.
 
@@ -20,3 +21,4 @@ pub mod observe;
 pub mod operations;
 pub mod streams;
 pub mod suite;
+pub mod wire;
