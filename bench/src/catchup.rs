@@ -162,6 +162,7 @@ pub(crate) async fn side(db: Db, side: Side, url: &str, events: usize, batch: u3
         (Db::MySql, Side::Hand) => timed(events, raw_mysql(url, events, batch)).await,
         (Db::Postgres, Side::Fenced) => timed(events, fenced_pg(url, events, batch)).await,
         (_, Side::Fenced) => Err("--side fenced is PostgreSQL's".into()),
+        (_, other) => Err(format!("--side {} is not a catch-up side", other.flag()).into()),
     }
 }
 

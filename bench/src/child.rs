@@ -2,7 +2,7 @@
 //! again with `--side` and `--url`; the child runs that side once and prints
 //! one line, `RESULT <rate> <peak KiB>`, the peak being its own resident set.
 
-use crate::{catchup, transitions, Bench, BoxError, Db, Options, Side, RUN_LIMIT};
+use crate::{catchup, effects, transitions, Bench, BoxError, Db, Options, Side, RUN_LIMIT};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,11 @@ pub(crate) async fn serve(options: &Options, side: Side, url: &str) -> Result<()
             transitions::side(db, side, url, workload, clients, options.orders).await?
         }
         Bench::Catchup => catchup::side(db, side, url, options.events, options.batch).await?,
-        Bench::Latency | Bench::All => return Err("child mode runs transitions or catchup".into()),
+        Bench::Effects => {
+            let [clients] = options.clients[..] else { return Err("child mode takes one --clients".into()) };
+            effects::side(db, side, url, clients, options.orders).await?
+        }
+        Bench::Latency | Bench::All => return Err("child mode runs transitions, catchup or effects".into()),
     };
     println!("RESULT {rate} {}", peak_kib()?);
     Ok(())

@@ -24,12 +24,14 @@ const WAIT_LIMIT: Duration = Duration::from_secs(30);
 /// The polling interval of the polling mode.
 const POLL: Duration = Duration::from_millis(100);
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+/// The value at rank `p` (0 to 1) of sorted durations.
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn millis(d: Duration) -> f64 {
+/// A duration in milliseconds.
+pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

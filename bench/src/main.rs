@@ -9,10 +9,13 @@
 //! - `catchup`: a stream reading the log from position 0 against a raw
 //!   keyset loop over the same columns;
 //! - `latency`: commit-to-consumer latency, by how the stream learns of a write;
-//! - `all`: the three in turn.
+//! - `effects`: a run of effects (a transition and a message) against the
+//!   transition alone, the dispatcher's throughput, commit-to-send latency
+//!   (see `effects.rs`);
+//! - `all`: the four in turn.
 //!
 //! ```text
-//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|all]
+//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|effects|all]
 //!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all]
 //!     [--orders N] [--rounds N]
 //!     [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]
@@ -38,6 +41,7 @@ use std::time::Duration;
 
 mod catchup;
 mod child;
+mod effects;
 mod hand;
 mod latency;
 mod scratch;
@@ -89,6 +93,7 @@ enum Bench {
     Transitions,
     Catchup,
     Latency,
+    Effects,
     All,
 }
 
@@ -129,6 +134,10 @@ enum Side {
     Hand,
     /// PostgreSQL catch-up only: the stream's gap-safe query in a raw loop.
     Fenced,
+    /// Effects only: `Store::transition` by id alone.
+    Transition,
+    /// Effects only: `Store::load`, then `Runner::run` of a transition and a message.
+    Effects,
 }
 
 impl Side {
@@ -137,6 +146,8 @@ impl Side {
             Self::Statefold => "statefold",
             Self::Hand => "hand",
             Self::Fenced => "fenced",
+            Self::Transition => "transition",
+            Self::Effects => "effects",
         }
     }
 }
@@ -175,11 +186,11 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|all] \
+const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|effects|all] \
     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all] \
     [--orders N] [--rounds N] [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]\n\
-    child mode (one side once, as the benchmark runs it): [--bench transitions|catchup] --backend DB \
-    --side statefold|hand|fenced --url DATABASE_URL [--clients N] [--workload W] [--orders N] [--events N] \
+    child mode (one side once, as the benchmark runs it): [--bench transitions|catchup|effects] --backend DB \
+    --side statefold|hand|fenced|transition|effects --url DATABASE_URL [--clients N] [--workload W] [--orders N] [--events N] \
     [--batch N]";
 
 fn parse_args() -> Result<Options, String> {
@@ -217,8 +228,13 @@ fn parse_args() -> Result<Options, String> {
                     "transitions" => Bench::Transitions,
                     "catchup" => Bench::Catchup,
                     "latency" => Bench::Latency,
+                    "effects" => Bench::Effects,
                     "all" => Bench::All,
-                    other => return Err(format!("unknown bench `{other}`: use transitions, catchup, latency or all")),
+                    other => {
+                        return Err(format!(
+                            "unknown bench `{other}`: use transitions, catchup, latency, effects or all"
+                        ))
+                    }
                 }
             }
             "--clients" => {
@@ -246,7 +262,13 @@ fn parse_args() -> Result<Options, String> {
                     "statefold" => Side::Statefold,
                     "hand" => Side::Hand,
                     "fenced" => Side::Fenced,
-                    other => return Err(format!("unknown side `{other}`: use statefold, hand or fenced")),
+                    "transition" => Side::Transition,
+                    "effects" => Side::Effects,
+                    other => {
+                        return Err(format!(
+                            "unknown side `{other}`: use statefold, hand, fenced, transition or effects"
+                        ))
+                    }
                 })
             }
             "--url" => options.url = Some(value()?),
@@ -301,6 +323,9 @@ async fn run(options: &Options) -> Result<(), BoxError> {
     }
     if all || options.bench == Bench::Latency {
         latency::run(options).await?;
+    }
+    if all || options.bench == Bench::Effects {
+        effects::run(options).await?;
     }
     Ok(())
 }

@@ -155,7 +155,7 @@ pub(crate) async fn side(
         (Db::Sqlite, Side::Hand) => timed(HandSqlite(Sqlite::connect(url).await?), w, clients, orders).await,
         (Db::Postgres, Side::Hand) => timed(HandPg(Postgres::connect(url).await?), w, clients, orders).await,
         (Db::MySql, Side::Hand) => timed(HandMySql(MySql::connect(url).await?), w, clients, orders).await,
-        (_, Side::Fenced) => Err("--side fenced is a catch-up side".into()),
+        (_, other) => Err(format!("--side {} is not a transitions side", other.flag()).into()),
     }
 }
 

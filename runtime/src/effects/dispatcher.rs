@@ -232,10 +232,22 @@ impl<B: Backend> Dispatcher<B> {
         let mut wake = self.notifier.subscribe();
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures = 0u32;
+        // When the lease was last taken: it is renewed once a third of its
+        // time has passed, not at every batch (each renewal is a commit).
+        let mut renewed: Option<Instant> = None;
         let result = loop {
             wake.borrow_and_update();
-            let pause = match lease.take(self.lease_ttl).await {
-                Ok(true) => match self.pass(&lease).await {
+            let held = match renewed {
+                Some(at) if at.elapsed() < self.lease_ttl / 3 => Ok(true),
+                _ => {
+                    let at = Instant::now();
+                    let taken = lease.take(self.lease_ttl).await;
+                    renewed = matches!(taken, Ok(true)).then_some(at);
+                    taken
+                }
+            };
+            let pause = match held {
+                Ok(true) => match self.pass(&lease, &mut renewed).await {
                     Ok(pass) => {
                         failures = 0;
                         if pass.full {
@@ -336,8 +348,9 @@ impl<B: Backend> Dispatcher<B> {
 
     /// Reads a batch of pending rows and sends those that may go now,
     /// renewing the lease while it sends (slow receivers can make a batch
-    /// outlast it); stops early if another process took it meanwhile.
-    async fn pass(&self, lease: &Lease<B>) -> Result<Pass, Error> {
+    /// outlast it); stops early, and forgets `renewed`, if another process
+    /// took it meanwhile.
+    async fn pass(&self, lease: &Lease<B>, renewed: &mut Option<Instant>) -> Result<Pass, Error> {
         let kinds = match (&self.messages, &self.requests) {
             (Some(_), Some(_)) => ["message", "request"],
             (Some(_), None) => ["message", "message"],
@@ -355,14 +368,15 @@ impl<B: Backend> Dispatcher<B> {
         let mut batch = Batch::default();
         let mut now = 0;
         let mut sent = Vec::new();
-        let mut renewed = Instant::now();
         for row in rows {
-            if renewed.elapsed() > self.lease_ttl / 3 {
+            if renewed.is_none_or(|at| at.elapsed() > self.lease_ttl / 3) {
+                let at = Instant::now();
                 if !lease.take(self.lease_ttl).await? {
                     tracing::warn!("outbox dispatcher: lost its lease during a batch (sends outlasted it); stopping");
+                    *renewed = None;
                     break;
                 }
-                renewed = Instant::now();
+                *renewed = Some(at);
             }
             let Ok(
                 [Value::I64(row), Value::Text(id), Value::Text(kind), Value::Text(key), body, Value::I64(attempts), Value::I64(due), Value::Timestamp(created), Value::I64(clock)],
