@@ -256,12 +256,43 @@ async fn latency<B: Backend>(url: &str, count: usize) -> Result<(Duration, Durat
     Ok((percentile(&latencies, 0.5), percentile(&latencies, 0.99), percentile(&runs, 0.5), rate))
 }
 
+/// Empties the outbox and the keys (the runs of the commands leave their
+/// messages there), so that each measurement starts from a table with
+/// nothing pending and no deleted rows.
+async fn empty(db: Db, url: &str) -> Result<(), BoxError> {
+    use sqlx::Executor;
+    match db {
+        Db::Sqlite => {
+            let pool = Sqlite::connect(url).await?;
+            pool.execute("DELETE FROM statefold_outbox").await?;
+            pool.execute("DELETE FROM statefold_idempotency").await?;
+            pool.close().await;
+        }
+        Db::Postgres => {
+            let pool = Postgres::connect(url).await?;
+            pool.execute("TRUNCATE statefold_outbox, statefold_idempotency").await?;
+            pool.close().await;
+        }
+        Db::MySql => {
+            let pool = MySql::connect(url).await?;
+            pool.execute("TRUNCATE TABLE statefold_outbox").await?;
+            pool.execute("TRUNCATE TABLE statefold_idempotency").await?;
+            pool.close().await;
+        }
+    }
+    Ok(())
+}
+
 async fn server_side<B: Backend>(db: Db, url: &str, options: &Options) -> Result<Vec<String>, BoxError> {
     let count = options.orders.max(1_000) * 10;
+    let store = Store::<Order, B>::connect(url).await?;
+    store.create_support_tables().await?;
+    store.pool().close().await;
     let mut lines = Vec::new();
     for batch in [100, 1_000] {
         let mut rates = Vec::new();
         for _ in 0..options.rounds {
+            empty(db, url).await?;
             rates.push(dispatch::<B>(url, count, batch).await?);
         }
         let (low, high) = rates.iter().fold((f64::MAX, 0.0_f64), |(l, h), r| (l.min(*r), h.max(*r)));
@@ -271,6 +302,7 @@ async fn server_side<B: Backend>(db: Db, url: &str, options: &Options) -> Result
             median(rates)
         ));
     }
+    empty(db, url).await?;
     let (p50, p99, run, rate) = latency::<B>(url, options.orders.max(1_000) * 2).await?;
     lines.push(format!(
         "{:<12} commit-to-send, {WRITERS} clients: p50 {:.2} ms, p99 {:.2} ms; the run alone p50 {:.2} ms; {rate:.0} payments/s",
