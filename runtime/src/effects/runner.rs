@@ -209,7 +209,9 @@ impl<B: Backend> Runner<B> {
         self.fate.as_deref()
     }
 
-    /// Runs `effects` under `key` in a transaction of its own.
+    /// Runs `effects` under `key` in a transaction of its own: on
+    /// PostgreSQL one statement, which claims the key, applies the
+    /// transitions and writes the outbox rows, or changes nothing.
     ///
     /// # Errors
     /// Before writing anything: [`Error::InvalidKey`], [`Error::InvalidEffect`]
