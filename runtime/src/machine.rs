@@ -39,6 +39,14 @@ pub trait Machine: Sized + Send + Sync + 'static {
     /// When the payload does not match the state's fields.
     fn decode(status: Self::Status, payload: &str) -> Result<Self, serde_json::Error>;
 
+    /// Turns a payload of `status`'s event stored at version `from` into
+    /// version `from + 1`, by the upcaster `#[event(upcast(..))]` declares
+    /// for that step (a payload of the current version is returned as is).
+    ///
+    /// # Errors
+    /// The upcaster's error, as text.
+    fn upcast(status: Self::Status, from: u32, payload: serde_json::Value) -> Result<serde_json::Value, String>;
+
     /// Turns a loaded row into the typed handle for its current state.
     fn into_state(row: Self::Row) -> Self::State;
 }
