@@ -576,9 +576,10 @@ impl<'m, 'a> Expander<'m, 'a> {
         let upcast_arms = states.iter().flat_map(|s| {
             let ident = s.ident;
             s.upcasts.iter().map(move |(from, function)| {
-                let call = quote_spanned!(function.span()=> #function(payload));
+                // The function's own tokens, so that a wrong one is reported on them.
+                let function = quote_spanned!(function.span()=> #function);
                 quote! {
-                    (#status::#ident, #from) => #call.map_err(|e| ::std::string::ToString::to_string(&e))
+                    (#status::#ident, #from) => #function(payload).map_err(|e| ::std::string::ToString::to_string(&e))
                 }
             })
         });
