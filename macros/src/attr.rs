@@ -486,25 +486,6 @@ pub(crate) fn serde_state<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> SerdeState<'
     out
 }
 
-/// `#[serde(..)]` on the enum itself belongs to a serde derive of the enum,
-/// if it has one; otherwise it would silently do nothing, so it is refused.
-pub(crate) fn serde_enum(cx: &Ctxt, attrs: &[Attribute]) {
-    let derives_serde = attrs.iter().filter(|a| a.path().is_ident("derive")).any(|a| {
-        a.parse_args_with(Punctuated::<syn::Path, Token![,]>::parse_terminated).is_ok_and(|paths| {
-            paths.iter().any(|p| p.segments.last().is_some_and(|s| s.ident == "Serialize" || s.ident == "Deserialize"))
-        })
-    });
-    if derives_serde {
-        return;
-    }
-    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
-        cx.error_spanned_by(
-            attr,
-            "`#[serde(..)]` on the enum does not reach the event structs: put `#[serde(rename_all = \"..\")]` on each state, and `default`, `rename` or `alias` on its fields",
-        );
-    }
-}
-
 /// `#[event(version = N, upcast(1 => f, ..))]` on a variant.
 #[derive(Default)]
 pub(crate) struct EventAttrs {

@@ -579,7 +579,7 @@ impl<'m, 'a> Expander<'m, 'a> {
                 // The function's own tokens, so that a wrong one is reported on them.
                 let function = quote_spanned!(function.span()=> #function);
                 quote! {
-                    (#status::#ident, #from) => #function(payload).map_err(|e| ::std::string::ToString::to_string(&e))
+                    (#status::#ident, #from) => #krate::__upcast(#function, payload)
                 }
             })
         });
@@ -680,18 +680,23 @@ impl<'m, 'a> Expander<'m, 'a> {
             let initial = s.initial;
             let doc = &s.doc;
             let version = s.version;
-            let stored: Vec<&Field<'_>> =
-                s.fields.iter().filter(|f| self.analysis.columns.iter().any(|c| c.field.name == f.name)).collect();
-            let fields = stored.iter().map(|f| &f.name);
-            let payload = stored.iter().map(|f| {
+            let stored: Vec<(&Field<'_>, &Field<'_>)> = s
+                .fields
+                .iter()
+                .filter_map(|f| self.analysis.columns.iter().find(|c| c.field.name == f.name).map(|c| (f, c.field)))
+                .collect();
+            let fields = stored.iter().map(|(f, _)| &f.name);
+            let payload = stored.iter().map(|&(f, column)| {
                 let (name, json) = (&f.name, &f.json.value);
                 let aliases = f.aliases.iter().map(|a| &a.value);
                 let optional = is_option(f.ty);
                 let ty = short_type(option_inner(f.ty).unwrap_or(f.ty));
-                let logical = if f.json_column {
+                // The column's first declaration decides its storage type, as in
+                // the column list: a mismatch here is already reported.
+                let logical = if column.json_column {
                     quote!(#krate::LogicalType::Json)
                 } else {
-                    column_call(krate, f, quote!(TYPE))
+                    column_call(krate, column, quote!(TYPE))
                 };
                 let default = f.default;
                 quote! {

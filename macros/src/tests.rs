@@ -19,7 +19,7 @@ fn valid_declarations_expand_without_errors() {
         "pub(crate) enum A { #[initial] #[state(name = \"x1\", was = \"x0\")] X }",
         "enum A { #[initial] #[serde(rename_all = \"camelCase\")] X { #[serde(default, rename = \"b\", alias = \"c\")] a: i64 } }",
         "enum A { #[initial] #[event(version = 3, upcast(2 => g, 1 => f))] X { a: Option<i64> } }",
-        "#[derive(Serialize)] #[serde(tag = \"t\")] enum A { #[initial] X }",
+        "#[serde(tag = \"t\")] enum A { #[initial] X }",
     ] {
         let out = expand_str(src);
         assert!(!out.contains("compile_error"), "{src} expanded with an error");
@@ -71,7 +71,6 @@ fn malformed_declarations_error_without_panicking() {
         "enum A { #[initial] X { a: i64, #[serde(alias = \"a\")] b: i64 } }",
         "enum A { #[initial] #[serde(rename_all = \"shouting\", default)] X { a: i64 } }",
         "enum A { #[initial] #[serde(rename_all(serialize = \"camelCase\"))] X { a: i64 } }",
-        "#[serde(tag = \"t\")] enum A { #[initial] X }",
         "enum A { #[initial] #[event] X }",
         "enum A { #[initial] #[event(version)] X }",
         "enum A { #[initial] #[event(version = 0)] X }",

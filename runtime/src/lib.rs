@@ -51,6 +51,8 @@ pub use stream::{
     Backoff, Consumer, EventStream, Handler, HandlerError, InvalidPosition, Position, Projection, Start, StreamOptions,
 };
 
+#[doc(hidden)]
+pub use machine::__upcast;
 pub use machine::{
     ColumnError, Encoded, Enters, Event, GeneratedId, Initial, Key, Machine, Metadata, Record, Row, RowHeader, Status,
     Transition, UnknownStatus,

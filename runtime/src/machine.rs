@@ -51,6 +51,17 @@ pub trait Machine: Sized + Send + Sync + 'static {
     fn into_state(row: Self::Row) -> Self::State;
 }
 
+/// Runs one upcaster of `#[event(upcast(..))]`; its signature is the one
+/// the attribute requires, so a function of another is reported on its name.
+/// Used by the derive; not public API.
+#[doc(hidden)]
+pub fn __upcast<E: fmt::Display>(
+    upcaster: fn(serde_json::Value) -> Result<serde_json::Value, E>,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    upcaster(payload).map_err(|e| e.to_string())
+}
+
 /// A type that can key a machine's records: `i64`, the default, which the
 /// database assigns; or, with `#[machine(id = ..)]`, `uuid::Uuid`, `String`
 /// or another integer type, which callers supply.

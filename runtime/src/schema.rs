@@ -150,6 +150,7 @@ pub struct StateDef {
 impl StateDef {
     /// Used by the derive; not public API.
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     #[must_use]
     pub const fn __new(
         name: &'static str,

@@ -22,7 +22,8 @@ enum Order {
     },
 }
 
-/// A serde derive of the enum itself keeps its own container attributes.
+/// A serde derive of the enum itself keeps its own container attributes:
+/// they do not reach the event structs.
 #[derive(Machine, Serialize, Clone, Debug)]
 #[serde(tag = "type")]
 enum Lamp {
@@ -48,4 +49,5 @@ fn main() {
     assert!(channel.default && gift.default && !name.default);
 
     assert_eq!(serde_json::to_value(Lamp::On { watts: 3 }).unwrap(), serde_json::json!({ "type": "On", "watts": 3 }));
+    assert_eq!(serde_json::to_value(LampOn { watts: 3 }).unwrap(), serde_json::json!({ "watts": 3 }));
 }
