@@ -15,7 +15,7 @@ mod expand;
 use proc_macro::TokenStream;
 
 /// Derives `statefold::Machine`. Documented in the `statefold` crate.
-#[proc_macro_derive(Machine, attributes(machine, initial, from, state, column))]
+#[proc_macro_derive(Machine, attributes(machine, initial, from, state, column, event, serde))]
 pub fn derive_machine(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     expand::derive(&input).into()

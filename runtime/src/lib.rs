@@ -51,11 +51,13 @@ pub use stream::{
     Backoff, Consumer, EventStream, Handler, HandlerError, InvalidPosition, Position, Projection, Start, StreamOptions,
 };
 
+#[doc(hidden)]
+pub use machine::__upcast;
 pub use machine::{
     ColumnError, Encoded, Enters, Event, GeneratedId, Initial, Key, Machine, Metadata, Record, Row, RowHeader, Status,
     Transition, UnknownStatus,
 };
-pub use schema::{ColumnDef, Edge, IdDef, LogicalType, MachineDef, StateDef};
+pub use schema::{ColumnDef, Edge, FieldDef, IdDef, LogicalType, MachineDef, StateDef};
 pub use value::{json_from_value, json_to_value, Column, Value, ValueError};
 
 /// The sqlx this crate is built on. [`Store::pool`], [`Tx`] and

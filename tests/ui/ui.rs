@@ -10,7 +10,9 @@ fn ui() {
     std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
     let t = trybuild::TestCases::new();
     t.pass("pass/*.rs");
-    for topic in ["shape", "attr", "states", "names", "columns", "transitions", "store", "paths", "reporting"] {
+    for topic in
+        ["shape", "attr", "states", "names", "columns", "transitions", "store", "paths", "reporting", "evolution"]
+    {
         t.compile_fail(format!("{topic}/*.rs"));
     }
 }

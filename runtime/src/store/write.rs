@@ -382,6 +382,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
             columns: columns.collect(),
             payload: Value::Json(encoded.payload),
             metadata: Value::Json(metadata),
+            schema_version: Value::I64(i64::from(to.def().version)),
             notify: self.inner.notify.clone(),
         })
     }
