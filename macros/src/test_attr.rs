@@ -7,7 +7,7 @@
 //! that call it.
 
 use crate::ctxt::Ctxt;
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -76,6 +76,12 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let prepared = item.map(|item| prepare(&cx, item, &options.krate));
     match (cx.check(), prepared) {
         (None, Some(Some(prepared))) => emit(&options, prepared),
+        // The function is still emitted, without its tests, when it
+        // compiles: its imports are used, and the errors come alone.
+        (Some(errors), Some(Some(Prepared { item, broken: false, .. }))) => {
+            let errors = errors.to_compile_error();
+            quote!(#errors #[allow(dead_code)] #item)
+        }
         (Some(errors), _) => errors.to_compile_error(),
         (None, _) => TokenStream::new(),
     }
@@ -165,6 +171,8 @@ struct Prepared {
     item: ItemFn,
     params: Vec<Param>,
     test_attrs: Vec<Attribute>,
+    /// A parameter's type does not compile as it is (reported).
+    broken: bool,
 }
 
 fn prepare(cx: &Ctxt, mut item: ItemFn, krate: &syn::Path) -> Option<Prepared> {
@@ -194,12 +202,23 @@ fn prepare(cx: &Ctxt, mut item: ItemFn, krate: &syn::Path) -> Option<Prepared> {
     let declared = backend.is_some();
     let backend = backend.unwrap_or_else(|| Ident::new("__B", Span::call_site()));
 
+    let generics: Vec<Ident> = item
+        .sig
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(ty) if ty.ident != backend => Some(ty.ident.clone()),
+            _ => None,
+        })
+        .collect();
     let mut params = Vec::new();
+    let mut broken = false;
     for input in &mut item.sig.inputs {
         match input {
             FnArg::Receiver(receiver) => cx.error_spanned_by(receiver, "a test takes no `self`"),
             FnArg::Typed(typed) => {
-                if let Some(param) = parameter(cx, &mut typed.ty, &backend) {
+                if let Some(param) = parameter(cx, &mut typed.ty, &backend, &generics, &mut broken) {
                     params.push(param);
                 }
             }
@@ -236,82 +255,123 @@ fn prepare(cx: &Ctxt, mut item: ItemFn, krate: &syn::Path) -> Option<Prepared> {
             }
         }
     }
-    Some(Prepared { item, params, test_attrs })
+    Some(Prepared { item, params, test_attrs, broken })
 }
 
 /// Checks one parameter's type, completing `Store<M>` to `Store<M, B>` and
-/// `TestDatabase` to `TestDatabase<B>`.
-fn parameter(cx: &Ctxt, ty: &mut Type, backend: &Ident) -> Option<Param> {
-    let supported = "a test takes stores (`Store<Order>`) and its database (`TestDatabase`)";
-    let path = match ty {
-        Type::Reference(reference) => {
-            cx.error_spanned_by(
-                &*reference,
-                "a test takes its parameters by value: each run gets stores of its own, remove the `&`",
-            );
-            return None;
+/// `TestDatabase` to `TestDatabase<B>`. Sets `broken` when the type is left
+/// so that the function would not compile even with the error reported.
+fn parameter(cx: &Ctxt, ty: &mut Type, backend: &Ident, generics: &[Ident], broken: &mut bool) -> Option<Param> {
+    if let Type::Reference(reference) = ty {
+        // Completed all the same, so that the function still compiles.
+        if let Err(Mistake { compiles: false, .. }) = complete(&mut reference.elem, backend, generics) {
+            *broken = true;
         }
-        Type::Path(path) if path.qself.is_none() => &mut path.path,
-        other => {
-            let shown = other.to_token_stream().to_string();
-            cx.error_spanned_by(&*other, format!("`#[statefold::test]` cannot provide a `{shown}`: {supported}"));
-            return None;
+        cx.error_spanned_by(
+            &*reference,
+            "a test takes its parameters by value: each run gets stores of its own, remove the `&`",
+        );
+        return None;
+    }
+    match complete(ty, backend, generics) {
+        Ok(param) => Some(param),
+        Err(mistake) => {
+            *broken |= !mistake.compiles;
+            cx.error_spanned_by(mistake.at, mistake.message);
+            None
+        }
+    }
+}
+
+/// Why a parameter's type cannot be provided, and where.
+struct Mistake {
+    at: TokenStream,
+    message: String,
+    /// Whether the function still compiles with the type as it is.
+    compiles: bool,
+}
+
+/// `generics` are the test's other type parameters: a store on one of them
+/// does not compile, as nothing bounds it.
+fn complete(ty: &mut Type, backend: &Ident, generics: &[Ident]) -> Result<Param, Mistake> {
+    let unsupported = |at: &dyn ToTokens| {
+        let shown = shown(at);
+        Mistake {
+            at: at.to_token_stream(),
+            message: format!(
+                "`#[statefold::test]` cannot provide a `{shown}`: a test takes stores (`Store<Order>`) \
+                 and its database (`TestDatabase`)"
+            ),
+            compiles: true,
         }
     };
-    let shown = path.to_token_stream().to_string();
-    let last = path.segments.last_mut()?;
+    let path = match ty {
+        Type::Path(path) if path.qself.is_none() => &mut path.path,
+        other => return Err(unsupported(&*other)),
+    };
+    let at_path = path.to_token_stream();
+    let Some(last) = path.segments.last_mut() else { return Err(unsupported(&at_path)) };
     let (kind, machines) = match last.ident.to_string().as_str() {
         "Store" => (Param::Store, 1),
         "TestDatabase" => (Param::Database, 0),
-        _ => {
-            cx.error_spanned_by(&*path, format!("`#[statefold::test]` cannot provide a `{shown}`: {supported}"));
-            return None;
-        }
+        _ => return Err(unsupported(&at_path)),
     };
     let name = last.ident.to_string();
+    let broken = |at: TokenStream, message: String| Mistake { at, message, compiles: false };
     if let PathArguments::None = last.arguments {
         if machines > 0 {
-            cx.error_spanned_by(&*last, "`Store` needs its machine: `Store<Order>`");
-            return None;
+            return Err(broken(last.to_token_stream(), "`Store` needs its machine: `Store<Order>`".into()));
         }
-        last.arguments = PathArguments::AngleBracketed(syn::parse2(quote!(<#backend>)).ok()?);
-        return Some(kind);
+        let mut args = Punctuated::new();
+        args.push(GenericArgument::Type(Type::Verbatim(backend.to_token_stream())));
+        last.arguments = PathArguments::AngleBracketed(syn::AngleBracketedGenericArguments {
+            colon2_token: None,
+            lt_token: Token![<](Span::call_site()),
+            args,
+            gt_token: Token![>](Span::call_site()),
+        });
+        return Ok(kind);
     }
     let PathArguments::AngleBracketed(arguments) = &mut last.arguments else {
-        cx.error_spanned_by(&*last, format!("`{name}` takes angle-bracketed arguments"));
-        return None;
+        return Err(broken(last.to_token_stream(), format!("`{name}` takes angle-bracketed arguments")));
     };
     let count = arguments.args.len();
     if count == machines {
         arguments.args.push(GenericArgument::Type(Type::Verbatim(backend.to_token_stream())));
-        return Some(kind);
+        return Ok(kind);
     }
     if count == machines + 1 {
         let given = &arguments.args[machines];
         let is_backend =
             matches!(given, GenericArgument::Type(Type::Path(p)) if p.qself.is_none() && p.path.is_ident(backend));
         if is_backend {
-            return Some(kind);
+            return Ok(kind);
         }
         let example =
             if machines == 1 { "`Store<Order>`, or `Store<Order, B>`" } else { "`TestDatabase`, or `TestDatabase<B>`" };
-        cx.error_spanned_by(
-            given,
-            format!(
-                "the backend is the test's: write {example} with `B` the test's type parameter \
-                 (`backends(..)` chooses the backends)"
-            ),
+        let message = format!(
+            "the backend is the test's: write {example} with `B` the test's type parameter \
+             (`backends(..)` chooses the backends)"
         );
-        return None;
+        let generic =
+            matches!(given, GenericArgument::Type(Type::Path(p)) if generics.iter().any(|g| p.path.is_ident(g)));
+        return Err(Mistake { at: given.to_token_stream(), message, compiles: !generic });
     }
     let expected =
         if machines == 1 { "its machine, and optionally the test's backend" } else { "at most the test's backend" };
-    cx.error_spanned_by(&*arguments, format!("`{name}` takes {expected}"));
-    None
+    Err(broken(arguments.to_token_stream(), format!("`{name}` takes {expected}")))
+}
+
+/// Tokens as a person writes them: `statefold::sqlx::SqlitePool`, not `statefold :: sqlx :: SqlitePool`.
+fn shown(tokens: &dyn ToTokens) -> String {
+    let text = tokens.to_token_stream().to_string();
+    [(" :: ", "::"), (":: ", "::"), (" <", "<"), ("< ", "<"), (" >", ">"), (" ,", ","), ("& ", "&")]
+        .iter()
+        .fold(text, |text, (from, to)| text.replace(from, to))
 }
 
 fn emit(options: &Options, prepared: Prepared) -> TokenStream {
-    let Prepared { item, params, test_attrs } = prepared;
+    let Prepared { item, params, test_attrs, .. } = prepared;
     let krate = &options.krate;
     let name = &item.sig.ident;
     let vis = &item.vis;
@@ -343,7 +403,10 @@ fn emit(options: &Options, prepared: Prepared) -> TokenStream {
     let mut watched = vec![quote!(::core::option_env!("CI")), quote!(::core::option_env!(#REQUIRE_ALL))];
     let tests = chosen.iter().map(|(backend, listed)| {
         let span = listed.map_or(Span::call_site(), Spanned::span);
-        let gate = format_ident!("__on_{}", backend.name);
+        // The whole invocation at the backend's name, where a missing
+        // feature's error then points.
+        let gate = format_ident!("__on_{}", backend.name, span = span);
+        let gate = respan(quote!(#krate::#gate), span);
         let how = if listed.is_some() { quote!(listed) } else { quote!(implied) };
         let test = format_ident!("{}", backend.name);
         let ty = format_ident!("{}", backend.ty);
@@ -359,7 +422,7 @@ fn emit(options: &Options, prepared: Prepared) -> TokenStream {
             None => None,
         };
         quote_spanned! {span=>
-            #krate::#gate! { #how
+            #gate! { #how
                 #[test]
                 #ignore
                 #(#test_attrs)*
@@ -398,4 +461,22 @@ fn required() -> bool {
         Ok(value) if !value.is_empty() => value != "0" && value != "false",
         _ => std::env::var_os("CI").is_some(),
     }
+}
+
+/// `tokens`, every one of them at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|token| match token {
+            TokenTree::Group(group) => {
+                let mut group = Group::new(group.delimiter(), respan(group.stream(), span));
+                group.set_span(span);
+                TokenTree::Group(group)
+            }
+            mut other => {
+                other.set_span(span);
+                other
+            }
+        })
+        .collect()
 }
