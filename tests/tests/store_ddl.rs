@@ -97,7 +97,7 @@ fn mysql_schema_of_orders() {
     CONSTRAINT `orders_status_check` CHECK (`status` IN ('placed', 'paid', 'shipped', 'cancelled', 'delivered')),
     KEY `orders_status_idx` (`status`, `id`),
     KEY `orders_customer_idx` (`customer`(255))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
             r"CREATE TABLE IF NOT EXISTS `order_events` (
     `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     `record_id` BIGINT NOT NULL,
@@ -109,7 +109,7 @@ fn mysql_schema_of_orders() {
     `metadata` JSON NOT NULL,
     `created_at` DATETIME(6) NOT NULL,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
         ]
     );
 }
@@ -121,8 +121,11 @@ fn caller_keys_take_the_key_type() {
     assert_eq!(first_lines(Postgres::records_table_sql(Ticket::DEF))[1], r#"    "id" UUID PRIMARY KEY,"#);
     assert_eq!(first_lines(MySql::records_table_sql(Ticket::DEF))[1], "    `id` CHAR(36) NOT NULL PRIMARY KEY,");
     assert_eq!(first_lines(Postgres::records_table_sql(Account::DEF))[1], r#"    "id" TEXT PRIMARY KEY,"#);
-    assert_eq!(first_lines(MySql::records_table_sql(Account::DEF))[1], "    `id` VARCHAR(255) NOT NULL PRIMARY KEY,");
-    assert!(MySql::events_table_sql(Account::DEF).contains("`record_id` VARCHAR(255) NOT NULL"));
+    assert_eq!(
+        first_lines(MySql::records_table_sql(Account::DEF))[1],
+        "    `id` VARBINARY(1020) NOT NULL PRIMARY KEY,"
+    );
+    assert!(MySql::events_table_sql(Account::DEF).contains("`record_id` VARBINARY(1020) NOT NULL"));
     assert!(Postgres::events_table_sql(Ticket::DEF).contains(r#""record_id" UUID NOT NULL"#));
 }
 

@@ -109,6 +109,12 @@ async fn string_keys<B: TestBackend>(accounts: Store<Account, B>) {
     suite::string_keys(accounts).await;
 }
 
+/// Text columns and string keys read back as text, byte for byte.
+#[statefold::test]
+async fn text_columns_read_back_as_text<B: TestBackend>(accounts: Store<Account, B>) {
+    suite::text_columns_read_back_as_text(accounts).await;
+}
+
 /// A machine whose ids the database assigns refuses caller keys.
 #[statefold::test]
 async fn generated_ids_refuse_caller_keys<B: TestBackend>(orders: Store<Order, B>) {
