@@ -73,7 +73,7 @@ CREATE TABLE IF NOT EXISTS `orders` (
     CONSTRAINT `orders_status_check` CHECK (`status` IN ('placed', 'paid', 'shipped', 'cancelled', 'delivered')),
     KEY `orders_status_idx` (`status`, `id`),
     KEY `orders_customer_idx` (`customer`(255))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 CREATE TABLE IF NOT EXISTS `order_events` (
     `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     `record_id` BIGINT NOT NULL,
@@ -84,5 +84,6 @@ CREATE TABLE IF NOT EXISTS `order_events` (
     `payload` JSON NOT NULL,
     `metadata` JSON NOT NULL,
     `created_at` DATETIME(6) NOT NULL,
+    `schema_version` BIGINT NOT NULL DEFAULT 1,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS "order_events" (
     "payload" JSONB NOT NULL,
     "metadata" JSONB NOT NULL,
     "created_at" TIMESTAMPTZ NOT NULL,
+    "schema_version" BIGINT NOT NULL DEFAULT 1,
     "tx" xid8 NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT "order_events_record_version_key" UNIQUE ("record_id", "version")
 );

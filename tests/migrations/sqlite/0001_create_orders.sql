@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS `order_events` (
     `payload` TEXT NOT NULL,
     `metadata` TEXT NOT NULL,
     `created_at` TEXT NOT NULL,
+    `schema_version` INTEGER NOT NULL DEFAULT 1,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS `orders_status_idx` ON `orders` (`status`, `id`);
