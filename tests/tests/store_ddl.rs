@@ -32,6 +32,7 @@ fn sqlite_schema_of_orders() {
     `payload` TEXT NOT NULL,
     `metadata` TEXT NOT NULL,
     `created_at` TEXT NOT NULL,
+    `schema_version` INTEGER NOT NULL DEFAULT 1,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
 ) STRICT",
             "CREATE INDEX IF NOT EXISTS `orders_status_idx` ON `orders` (`status`, `id`)",
@@ -68,6 +69,7 @@ fn postgres_schema_of_orders() {
     "payload" JSONB NOT NULL,
     "metadata" JSONB NOT NULL,
     "created_at" TIMESTAMPTZ NOT NULL,
+    "schema_version" BIGINT NOT NULL DEFAULT 1,
     "tx" xid8 NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT "order_events_record_version_key" UNIQUE ("record_id", "version")
 )"#,
@@ -108,6 +110,7 @@ fn mysql_schema_of_orders() {
     `payload` JSON NOT NULL,
     `metadata` JSON NOT NULL,
     `created_at` DATETIME(6) NOT NULL,
+    `schema_version` BIGINT NOT NULL DEFAULT 1,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
         ]
