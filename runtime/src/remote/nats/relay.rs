@@ -66,10 +66,12 @@ use std::time::{Duration, Instant};
 /// let store = Store::<Door, Sqlite>::connect("sqlite://doors.db").await?;
 /// let client = async_nats::connect("nats://127.0.0.1:4222").await?;
 /// let relay = Relay::new(&store, client, StreamConfig::new("DOORS"));
-/// relay.run(tokio::signal::ctrl_c().map(drop)).await?;
+/// // Runs until `stop` is sent or dropped.
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// relay.run(async { stopped.await.ok(); }).await?;
+/// # drop(stop);
 /// # Ok(())
 /// # }
-/// # use futures::FutureExt;
 /// ```
 pub struct Relay<M: Machine, B: Backend> {
     store: Store<M, B>,
@@ -631,7 +633,7 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
         self.tempt()?;
         let mut tx = self.relay.store.begin().await?;
         if self.cursor.advance(&mut tx, self.acked).await? {
-            tx.commit().await.map_err(crate::Error::from)?;
+            tx.commit().await?;
             self.saved = self.acked;
             Ok(true)
         } else {

@@ -253,8 +253,13 @@ impl Run {
 }
 
 enum Failure {
+    /// The database (or a fault injected before one of its trips).
     Store(crate::Error),
+    /// NATS: the subscription starts again from the acknowledgement floor.
     Nats(String),
+    /// The handler: retried on the same event.
+    Handler(String),
+    /// Ends the run.
     Fatal(Error),
 }
 
@@ -317,7 +322,7 @@ impl<'s, M: Machine, B: Backend, H: Handler<M, B>> Driver<'s, M, B, H> {
                     self.consumer_metrics.errors.increment(1);
                     let message = match failure {
                         Failure::Store(error) => error.to_string(),
-                        Failure::Nats(message) => message,
+                        Failure::Nats(message) | Failure::Handler(message) => message,
                         Failure::Fatal(_) => String::new(),
                     };
                     tracing::warn!(source = %self.source.key, error = %message, "JetStream source failed; retrying");
@@ -536,7 +541,7 @@ impl<'s, M: Machine, B: Backend, H: Handler<M, B>> Driver<'s, M, B, H> {
                 Err(Failure::Store(error)) => {
                     tracing::warn!(parent: &span, %error, "handling failed; retrying");
                 }
-                Err(Failure::Nats(message)) => {
+                Err(Failure::Handler(message)) => {
                     tracing::warn!(parent: &span, error = %message, "handler failed; retrying");
                 }
                 Err(fatal) => return Err(fatal),
@@ -556,7 +561,7 @@ impl<'s, M: Machine, B: Backend, H: Handler<M, B>> Driver<'s, M, B, H> {
         let mut tx = store.begin().await?;
         if let Err(error) = self.handler.handle(&mut tx, envelope).await {
             let _ = tx.rollback().await;
-            return Err(Failure::Nats(error.to_string()));
+            return Err(Failure::Handler(error.to_string()));
         }
         if let Some(fault) = store.strike(FaultPoint::BeforeCursorSave) {
             let _ = tx.rollback().await;
@@ -566,7 +571,7 @@ impl<'s, M: Machine, B: Backend, H: Handler<M, B>> Driver<'s, M, B, H> {
             let _ = tx.rollback().await;
             return Ok(false);
         }
-        tx.commit().await.map_err(crate::Error::from)?;
+        tx.commit().await?;
         Ok(true)
     }
 }
