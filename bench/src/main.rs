@@ -8,12 +8,16 @@
 //! - `catchup`: a stream reading the log from position 0 against a raw
 //!   keyset loop over the same columns;
 //! - `latency`: commit-to-consumer latency, by how the stream learns of a write;
-//! - `all`: the three in turn.
+//! - `relay`: the NATS JetStream relay against a plain `async-nats` publish
+//!   loop, and commit-to-handler latency through JetStream (needs
+//!   `--nats-url` or `STATEFOLD_TEST_NATS_URL`);
+//! - `all`: the first three in turn.
 //!
 //! ```text
 //! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|all]
 //!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N]
-//!     [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]
+//!     [--events N] [--batch N] [--samples N] [--messages N] [--postgres-url URL] [--mysql-url URL]
+//!     [--nats-url URL]
 //! ```
 //!
 //! Every timed run of `transitions` and `catchup` is a child process (this
@@ -38,6 +42,7 @@ mod catchup;
 mod child;
 mod hand;
 mod latency;
+mod relay;
 mod scratch;
 mod transitions;
 
@@ -87,6 +92,7 @@ enum Bench {
     Transitions,
     Catchup,
     Latency,
+    Relay,
     All,
 }
 
@@ -148,7 +154,10 @@ struct Options {
     events: usize,
     batch: u32,
     samples: usize,
+    /// Events relayed per round of `relay`.
+    messages: usize,
     postgres_url: Option<String>,
+    nats_url: Option<String>,
     mysql_url: Option<String>,
     /// Child mode: run this side once against `url` and print its figures.
     side: Option<Side>,
@@ -172,9 +181,9 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|all] \
+const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|relay|all] \
     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N] [--events N] [--batch N] \
-    [--samples N] [--postgres-url URL] [--mysql-url URL]\n\
+    [--samples N] [--messages N] [--postgres-url URL] [--mysql-url URL] [--nats-url URL]\n\
     child mode (one side once, as the benchmark runs it): [--bench transitions|catchup] --backend DB \
     --side statefold|hand|fenced --url DATABASE_URL [--clients N] [--orders N] [--events N] [--batch N]";
 
@@ -188,8 +197,10 @@ fn parse_args() -> Result<Options, String> {
         events: 300_000,
         batch: 1_000,
         samples: 500,
+        messages: 20_000,
         postgres_url: std::env::var("STATEFOLD_TEST_POSTGRES_URL").ok(),
         mysql_url: std::env::var("STATEFOLD_TEST_MYSQL_URL").ok(),
+        nats_url: std::env::var("STATEFOLD_TEST_NATS_URL").ok(),
         side: None,
         url: None,
     };
@@ -212,8 +223,11 @@ fn parse_args() -> Result<Options, String> {
                     "transitions" => Bench::Transitions,
                     "catchup" => Bench::Catchup,
                     "latency" => Bench::Latency,
+                    "relay" => Bench::Relay,
                     "all" => Bench::All,
-                    other => return Err(format!("unknown bench `{other}`: use transitions, catchup, latency or all")),
+                    other => {
+                        return Err(format!("unknown bench `{other}`: use transitions, catchup, latency, relay or all"))
+                    }
                 }
             }
             "--clients" => {
@@ -227,6 +241,8 @@ fn parse_args() -> Result<Options, String> {
             "--events" => options.events = number(value()?)?,
             "--batch" => options.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--samples" => options.samples = number(value()?)?,
+            "--messages" => options.messages = number(value()?)?,
+            "--nats-url" => options.nats_url = Some(value()?),
             "--postgres-url" => options.postgres_url = Some(value()?),
             "--mysql-url" => options.mysql_url = Some(value()?),
             "--side" => {
@@ -248,8 +264,8 @@ fn parse_args() -> Result<Options, String> {
     if options.orders == 0 || options.rounds == 0 {
         return Err("--orders and --rounds must be at least 1".into());
     }
-    if options.events == 0 || options.batch == 0 || options.samples < 2 {
-        return Err("--events and --batch must be at least 1, --samples at least 2".into());
+    if options.events == 0 || options.batch == 0 || options.samples < 2 || options.messages == 0 {
+        return Err("--events, --batch and --messages must be at least 1, --samples at least 2".into());
     }
     if options.side.is_some() != options.url.is_some() {
         return Err("--side and --url go together (child mode)".into());
@@ -289,6 +305,9 @@ async fn run(options: &Options) -> Result<(), BoxError> {
     }
     if all || options.bench == Bench::Latency {
         latency::run(options).await?;
+    }
+    if options.bench == Bench::Relay {
+        relay::run(options).await?;
     }
     Ok(())
 }
