@@ -37,7 +37,10 @@ fn millis(d: Duration) -> f64 {
 }
 
 pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
-    let url = options.nats_url.as_deref().ok_or("the relay benchmark needs NATS: pass --nats-url or set STATEFOLD_TEST_NATS_URL")?;
+    let url = options
+        .nats_url
+        .as_deref()
+        .ok_or("the relay benchmark needs NATS: pass --nats-url or set STATEFOLD_TEST_NATS_URL")?;
     let client = async_nats::connect(url).await?;
     println!(
         "JetStream relay: {} events, {WINDOW} publishes in flight, median of {} rounds; latency over {} writes, {PAUSE:?} apart\n",
@@ -73,7 +76,12 @@ pub(crate) async fn run(options: &Options) -> Result<(), BoxError> {
     Ok(())
 }
 
-async fn measure<B: Backend>(db: Db, url: &str, client: &async_nats::Client, options: &Options) -> Result<(), BoxError> {
+async fn measure<B: Backend>(
+    db: Db,
+    url: &str,
+    client: &async_nats::Client,
+    options: &Options,
+) -> Result<(), BoxError> {
     let store = Store::<Order, B>::connect(url).await?;
     store.create_support_tables().await?;
     let mut written = 0;

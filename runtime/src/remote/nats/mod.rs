@@ -51,8 +51,6 @@ pub use async_nats;
 
 /// The header carrying a relayed event's log position (`Position`'s text form).
 pub const POSITION: &str = "Statefold-Position";
-/// The header naming a relayed event's machine.
-pub const MACHINE: &str = "Statefold-Machine";
 /// The header of a dead letter: why its message could not be handled.
 pub const DEAD_LETTER_ERROR: &str = "Statefold-Error";
 /// The header of a dead letter: its message's sequence in its stream.

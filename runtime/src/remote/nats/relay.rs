@@ -6,7 +6,7 @@
 
 use super::config::StreamConfig;
 use super::metrics::RelayMetrics;
-use super::{wire, Error, MACHINE, POSITION};
+use super::{wire, Error, POSITION};
 use crate::backend::Backend;
 use crate::envelope::Envelope;
 use crate::fate::FaultPoint;
@@ -314,6 +314,8 @@ struct Driver<'r, M: Machine, B: Backend> {
     metrics: RelayMetrics,
     run: Run,
     pipeline: VecDeque<InFlight>,
+    /// The next batch, read while the last one was published.
+    ahead: Option<Vec<Envelope<M>>>,
     /// The stream's last sequence once everything sent is stored.
     sequence: u64,
     /// The last event JetStream acknowledged (or the cursor).
@@ -340,6 +342,7 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
             metrics: RelayMetrics::new(M::DEF.events_table, relay.config.name()),
             run: Run::new(),
             pipeline: VecDeque::new(),
+            ahead: None,
             sequence: 0,
             acked: Position::START,
             saved: Position::START,
@@ -370,6 +373,7 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
                         self.metrics.restarts.increment(1);
                     }
                     self.pipeline.clear();
+                    self.ahead = None;
                     let message = match failure {
                         Failure::Store(error) => error.to_string(),
                         Failure::Nats(message) => message,
@@ -450,6 +454,7 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
     async fn sync(&mut self) -> Result<Outcome, Failure> {
         let store = &self.relay.store;
         self.pipeline.clear();
+        self.ahead = None;
         if self.reader.is_none() {
             self.tempt()?;
             let reader =
@@ -500,20 +505,28 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
             }
             self.leased_at = Some(asked);
         }
-        self.tempt()?;
-        let reader = self.reader.as_mut().ok_or(Failure::Store(crate::Error::Database(sqlx::Error::PoolClosed)))?;
-        let batch = reader.fetch().await?;
-        let mut reached = false;
-        for envelope in &batch {
-            if self.target.is_some_and(|target| envelope.position > target) {
-                reached = true;
-                break;
+        let batch = match self.ahead.take() {
+            Some(batch) => batch,
+            None => {
+                self.tempt()?;
+                let reader =
+                    self.reader.as_mut().ok_or(Failure::Store(crate::Error::Database(sqlx::Error::PoolClosed)))?;
+                reader.fetch().await?
             }
-            while self.pipeline.len() >= self.relay.window {
-                self.settle().await?;
-            }
-            self.send(envelope).await?;
-        }
+        };
+        let reached = if batch.is_empty() {
+            false
+        } else {
+            // The next batch is read while this one is published.
+            self.tempt()?;
+            let mut reader =
+                self.reader.take().ok_or(Failure::Store(crate::Error::Database(sqlx::Error::PoolClosed)))?;
+            let (next, sent) = futures::join!(reader.fetch(), self.send_all(&batch));
+            self.reader = Some(reader);
+            let reached = sent?;
+            self.ahead = Some(next?).filter(|next| !next.is_empty() && !reached);
+            reached
+        };
         if batch.is_empty() || reached {
             while !self.pipeline.is_empty() {
                 self.settle().await?;
@@ -535,6 +548,21 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
         })
     }
 
+    /// Hands a batch to JetStream, awaiting acknowledgements as the window
+    /// fills; `true` when it reached a catch-up's target.
+    async fn send_all(&mut self, batch: &[Envelope<M>]) -> Result<bool, Failure> {
+        for envelope in batch {
+            if self.target.is_some_and(|target| envelope.position > target) {
+                return Ok(true);
+            }
+            while self.pipeline.len() >= self.relay.window {
+                self.settle().await?;
+            }
+            self.send(envelope).await?;
+        }
+        Ok(false)
+    }
+
     /// Hands one event to JetStream.
     async fn send(&mut self, envelope: &Envelope<M>) -> Result<(), Failure> {
         let sequence = self.sequence + 1;
@@ -546,10 +574,8 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
             })?;
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", format!("{}:{}", M::DEF.events_table, envelope.position).as_str());
-            headers.insert("Nats-Expected-Stream", self.relay.config.name());
             headers.insert("Nats-Expected-Last-Sequence", self.sequence.to_string().as_str());
             headers.insert(POSITION, envelope.position.to_string().as_str());
-            headers.insert(MACHINE, M::DEF.name);
             let subject = self.relay.config.subject(envelope);
             let pending = self
                 .relay
