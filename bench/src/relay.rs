@@ -4,7 +4,7 @@
 //! - Throughput: a log of `--messages` events is relayed to a fresh stream
 //!   by [`Relay::catch_up`] (which reads the log from the database, then
 //!   publishes with 256 in flight, acknowledgements awaited in order, and
-//!   saves its cursor per batch); the plain loop publishes the same
+//!   saves its cursor); the plain loop publishes the same
 //!   bodies, already in memory, with the same window and a `Nats-Msg-Id`
 //!   each, to another fresh stream. Rounds alternate which goes first; the
 //!   figure is the median.

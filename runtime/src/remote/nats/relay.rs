@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 /// - Reads the log gap-safely from its cursor (`statefold_cursors`, key
 ///   [`key`](Self::key)), as a local consumer does.
 /// - Publishes up to [`window`](Self::window) events ahead of their
-///   acknowledgements, awaited in order; the cursor moves (per batch) only
-///   past acknowledged events.
+///   acknowledgements, awaited in order; the cursor moves only past
+///   acknowledged events (saved at most every 200 ms while running, and
+///   when it stops).
 /// - Each publish has `Nats-Msg-Id` `<events table>:<position>`, and
 ///   `Nats-Expected-Last-Sequence` the stream sequence its predecessor
 ///   gets: a publish lost in the middle of the pipeline makes JetStream
@@ -197,6 +198,9 @@ impl<M: Machine, B: Backend> Relay<M, B> {
     }
 }
 
+/// How often a running relay saves its cursor.
+const SAVE_EVERY: Duration = Duration::from_millis(200);
+
 /// A relay's states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -322,6 +326,8 @@ struct Driver<'r, M: Machine, B: Backend> {
     acked: Position,
     /// The saved cursor.
     saved: Position,
+    /// When the cursor was last saved.
+    saved_at: Option<Instant>,
     leased_at: Option<Instant>,
     /// Where a catch-up stops.
     target: Option<Position>,
@@ -346,6 +352,7 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
             sequence: 0,
             acked: Position::START,
             saved: Position::START,
+            saved_at: None,
             leased_at: None,
             target: None,
             catch_up,
@@ -534,13 +541,16 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
         }
         // What is acknowledged already, without waiting.
         while self.pipeline.front().is_some_and(|f| matches!(&f.ack, Ack::Pending(_))) && self.settle_ready()? {}
-        if !self.save().await? {
+        // The cursor only saves work at the next start (the stream's end is
+        // read then anyway): saved at most every `SAVE_EVERY`, and at the end.
+        let done = self.target.is_some_and(|target| self.acked >= target);
+        let due = reached || done || self.saved_at.is_none_or(|at| at.elapsed() >= SAVE_EVERY);
+        if due && !self.save().await? {
             return Ok(Outcome::Lost);
         }
         if self.lag_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) || batch.is_empty() {
             self.lag().await?;
         }
-        let done = self.target.is_some_and(|target| self.acked >= target);
         Ok(match (batch.is_empty(), done || reached) {
             (_, true) if self.pipeline.is_empty() => Outcome::Reached,
             (true, _) => Outcome::Empty,
@@ -653,6 +663,7 @@ impl<'r, M: Machine, B: Backend> Driver<'r, M, B> {
     /// Saves the cursor at the last acknowledged event; `false` when it is
     /// already beyond (another run got there).
     async fn save(&mut self) -> Result<bool, Failure> {
+        self.saved_at = Some(Instant::now());
         if self.acked <= self.saved {
             return Ok(true);
         }
