@@ -21,8 +21,15 @@ struct Wire {
     version: i64,
     created_at: DateTime<Utc>,
     payload: serde_json::Value,
+    /// The version of the state's payload shape it was encoded at.
+    #[serde(default = "first_version")]
+    schema_version: u32,
     #[serde(default)]
     metadata: Metadata,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// The body of `envelope`.
@@ -40,6 +47,8 @@ pub(crate) fn encode<M: Machine>(envelope: &Envelope<M>) -> Result<Vec<u8>, serd
         version: envelope.version,
         created_at: envelope.created_at,
         payload: envelope.event.encode()?.payload,
+        // Encoded from the event in its state's current shape.
+        schema_version: envelope.to.def().version,
         metadata: envelope.metadata.clone(),
     };
     serde_json::to_vec(&wire)
@@ -71,11 +80,24 @@ pub(crate) fn decode<M: Machine>(headers: Option<&HeaderMap>, body: &[u8]) -> Re
     }
     .ok_or_else(|| format!("record id {} is not a key of the machine", wire.record_id))?;
     let record_id = M::Id::from_value(id).map_err(|e| format!("record id: {e}"))?;
-    let event = M::decode(to, &wire.payload.to_string()).map_err(|e| format!("payload of `{}`: {e}", wire.kind))?;
+    let current = to.def().version;
+    if wire.schema_version > current {
+        return Err(format!(
+            "`{}` at version {}, newer than this build's {current}: deploy the new declaration here first",
+            wire.kind, wire.schema_version
+        ));
+    }
+    let mut payload = wire.payload;
+    for from in wire.schema_version.max(1)..current {
+        payload =
+            M::upcast(to, from, payload).map_err(|e| format!("upcasting `{}` from version {from}: {e}", wire.kind))?;
+    }
+    let event = M::decode(to, &payload.to_string()).map_err(|e| format!("payload of `{}`: {e}", wire.kind))?;
     Ok(Envelope {
         position,
         record_id,
         event,
+        schema_version: wire.schema_version,
         from,
         to,
         version: wire.version,

@@ -476,6 +476,7 @@ pub(crate) fn ends_run(error: &Error) -> bool {
         ),
         Error::MissingTable { .. }
         | Error::Decode { .. }
+        | Error::NewerEvent { .. }
         | Error::CorruptRow { .. }
         | Error::Encode { .. }
         | Error::Unrepresentable { .. }
