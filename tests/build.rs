@@ -5,9 +5,10 @@
 
 use std::env;
 
-const SERVERS: [(&str, &str); 2] = [
+const SERVERS: [(&str, &str); 3] = [
     ("STATEFOLD_TEST_POSTGRES_URL", "statefold_no_postgres_url"),
     ("STATEFOLD_TEST_MYSQL_URL", "statefold_no_mysql_url"),
+    ("STATEFOLD_TEST_NATS_URL", "statefold_no_nats_url"),
 ];
 
 fn main() {

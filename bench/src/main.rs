@@ -12,13 +12,17 @@
 //! - `effects`: a run of effects (a transition and a message) against the
 //!   transition alone, the dispatcher's throughput, commit-to-send latency
 //!   (see `effects.rs`);
-//! - `all`: the four in turn.
+//! - `relay`: the NATS JetStream relay against a plain `async-nats` publish
+//!   loop, and commit-to-handler latency through JetStream (needs
+//!   `--nats-url` or `STATEFOLD_TEST_NATS_URL`);
+//! - `all`: transitions, catchup, latency and effects in turn.
 //!
 //! ```text
-//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|effects|all]
+//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|effects|relay|all]
 //!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all]
 //!     [--orders N] [--rounds N]
-//!     [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]
+//!     [--events N] [--batch N] [--samples N] [--messages N] [--postgres-url URL] [--mysql-url URL]
+//!     [--nats-url URL]
 //! ```
 //!
 //! Every timed run of `transitions` and `catchup` is a child process (this
@@ -44,6 +48,7 @@ mod child;
 mod effects;
 mod hand;
 mod latency;
+mod relay;
 mod scratch;
 mod transitions;
 
@@ -94,6 +99,7 @@ enum Bench {
     Catchup,
     Latency,
     Effects,
+    Relay,
     All,
 }
 
@@ -162,7 +168,10 @@ struct Options {
     events: usize,
     batch: u32,
     samples: usize,
+    /// Events relayed per round of `relay`.
+    messages: usize,
     postgres_url: Option<String>,
+    nats_url: Option<String>,
     mysql_url: Option<String>,
     /// Child mode: run this side once against `url` and print its figures.
     side: Option<Side>,
@@ -186,9 +195,10 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|effects|all] \
+const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|effects|relay|all] \
     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all] \
-    [--orders N] [--rounds N] [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]\n\
+    [--orders N] [--rounds N] [--events N] [--batch N] [--samples N] [--messages N] [--postgres-url URL] \
+    [--mysql-url URL] [--nats-url URL]\n\
     child mode (one side once, as the benchmark runs it): [--bench transitions|catchup|effects] --backend DB \
     --side statefold|hand|fenced|transition|effects --url DATABASE_URL [--clients N] [--workload W] [--orders N] [--events N] \
     [--batch N]";
@@ -204,8 +214,10 @@ fn parse_args() -> Result<Options, String> {
         events: 300_000,
         batch: 1_000,
         samples: 500,
+        messages: 20_000,
         postgres_url: std::env::var("STATEFOLD_TEST_POSTGRES_URL").ok(),
         mysql_url: std::env::var("STATEFOLD_TEST_MYSQL_URL").ok(),
+        nats_url: std::env::var("STATEFOLD_TEST_NATS_URL").ok(),
         side: None,
         url: None,
     };
@@ -229,10 +241,11 @@ fn parse_args() -> Result<Options, String> {
                     "catchup" => Bench::Catchup,
                     "latency" => Bench::Latency,
                     "effects" => Bench::Effects,
+                    "relay" => Bench::Relay,
                     "all" => Bench::All,
                     other => {
                         return Err(format!(
-                            "unknown bench `{other}`: use transitions, catchup, latency, effects or all"
+                            "unknown bench `{other}`: use transitions, catchup, latency, effects, relay or all"
                         ))
                     }
                 }
@@ -255,6 +268,8 @@ fn parse_args() -> Result<Options, String> {
             "--events" => options.events = number(value()?)?,
             "--batch" => options.batch = value()?.parse().map_err(|e| format!("--batch: {e}"))?,
             "--samples" => options.samples = number(value()?)?,
+            "--messages" => options.messages = number(value()?)?,
+            "--nats-url" => options.nats_url = Some(value()?),
             "--postgres-url" => options.postgres_url = Some(value()?),
             "--mysql-url" => options.mysql_url = Some(value()?),
             "--side" => {
@@ -282,8 +297,8 @@ fn parse_args() -> Result<Options, String> {
     if options.orders == 0 || options.rounds == 0 {
         return Err("--orders and --rounds must be at least 1".into());
     }
-    if options.events == 0 || options.batch == 0 || options.samples < 2 {
-        return Err("--events and --batch must be at least 1, --samples at least 2".into());
+    if options.events == 0 || options.batch == 0 || options.samples < 2 || options.messages == 0 {
+        return Err("--events, --batch and --messages must be at least 1, --samples at least 2".into());
     }
     if options.side.is_some() != options.url.is_some() {
         return Err("--side and --url go together (child mode)".into());
@@ -326,6 +341,9 @@ async fn run(options: &Options) -> Result<(), BoxError> {
     }
     if all || options.bench == Bench::Effects {
         effects::run(options).await?;
+    }
+    if options.bench == Bench::Relay {
+        relay::run(options).await?;
     }
     Ok(())
 }

@@ -189,6 +189,8 @@ pub enum Error {
         FaultPoint::AfterCommit => ": the write is durable",
         FaultPoint::AfterSend => ": the message was sent and will be sent again",
         FaultPoint::BeforeSend => ": nothing was sent; it will be retried",
+        FaultPoint::BeforePublish => ": the event was not published; the relay publishes it again",
+        FaultPoint::AfterPublishAck => ": JetStream stored the event; the relay goes on after it",
         _ => ": nothing was written",
     })]
     InjectedFault {

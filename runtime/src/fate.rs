@@ -40,18 +40,32 @@ pub enum FaultPoint {
     /// dies right after a send, the message is sent again (with the same
     /// message id, so a deduplicating receiver takes it once).
     AfterSend,
+    /// In a JetStream relay, instead of handing one event to JetStream in
+    /// the middle of its pipeline: that publish is lost, as when a
+    /// connection drops, while the ones after it are sent. JetStream
+    /// refuses those (each expects the stream's last sequence to be the
+    /// one before it), so nothing is stored out of order; the relay reads
+    /// the stream's end again and publishes from there.
+    BeforePublish,
+    /// In a JetStream relay, after JetStream acknowledged a publish, before
+    /// the relay's cursor is saved past it: as when the relay dies there,
+    /// it starts again from the stream's last stored event, publishing
+    /// nothing twice.
+    AfterPublishAck,
 }
 
 impl FaultPoint {
     /// Every point: the store's, in the order a write reaches them, then
-    /// the consumers', then the outbox dispatcher's.
-    pub const ALL: [Self; 6] = [
+    /// the consumers', the outbox dispatcher's, and a JetStream relay's.
+    pub const ALL: [Self; 8] = [
         Self::BeforeCommit,
         Self::AfterCommit,
         Self::BeforeCursorSave,
         Self::BeforeConsumerQuery,
         Self::BeforeSend,
         Self::AfterSend,
+        Self::BeforePublish,
+        Self::AfterPublishAck,
     ];
 
     const fn bit(self) -> u8 {
@@ -62,6 +76,8 @@ impl FaultPoint {
             Self::BeforeConsumerQuery => 8,
             Self::BeforeSend => 16,
             Self::AfterSend => 32,
+            Self::BeforePublish => 64,
+            Self::AfterPublishAck => 128,
         }
     }
 }
@@ -77,6 +93,8 @@ impl fmt::Display for FaultPoint {
             }
             Self::BeforeSend => "before an outbox message is sent",
             Self::AfterSend => "after an outbox message was sent, before it is marked sent",
+            Self::BeforePublish => "instead of one publish in a relay's pipeline",
+            Self::AfterPublishAck => "after JetStream acknowledged a relay's publish, before its cursor is saved",
         })
     }
 }

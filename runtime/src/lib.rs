@@ -17,6 +17,8 @@ mod fold;
 mod machine;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod migrate;
+#[cfg(all(feature = "nats", any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+pub mod remote;
 pub mod schema;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod store;

@@ -214,6 +214,8 @@ pub fn server_url(var: &str) -> Option<String> {
         _ => {
             let example = if var == POSTGRES_URL {
                 "postgres://postgres@127.0.0.1:5432/test"
+            } else if var == crate::nats::NATS_URL {
+                "nats://127.0.0.1:4222"
             } else {
                 "mysql://root@127.0.0.1:3306/test"
             };

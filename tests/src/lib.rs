@@ -9,6 +9,8 @@
 //!   `tests/operations_{sqlite,postgres,mysql}.rs`;
 //! - [`effects`]: side effects as data, idempotency keys and the outbox,
 //!   instantiated by [`effects_suite!`] in `tests/effects_{sqlite,postgres,mysql}.rs`;
+//! - [`nats`]: the JetStream relay, source and destination, instantiated by
+//!   [`nats_suite!`] in `tests/nats_{sqlite,postgres,mysql}.rs`;
 //! - [`observe`]: logs and metrics captured for those tests;
 //! - [`wire`]: a proxy counting the statements a PostgreSQL server receives;
 //! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
@@ -17,6 +19,7 @@
 pub mod db;
 pub mod effects;
 pub mod machines;
+pub mod nats;
 pub mod observe;
 pub mod operations;
 pub mod streams;

@@ -20,7 +20,7 @@
 pub(crate) mod consumer;
 pub mod metrics;
 mod position;
-mod reader;
+pub(crate) mod reader;
 
 pub use consumer::{Backoff, Consumer, Handler, HandlerError, Projection};
 pub use position::{InvalidPosition, Position, Start};

@@ -66,7 +66,7 @@ impl Sql {
 }
 
 /// One consumer's (and shard's) cursor.
-pub(super) struct Cursor<M: Machine, B: Backend> {
+pub(crate) struct Cursor<M: Machine, B: Backend> {
     store: Store<M, B>,
     sql: Sql,
     stream: Value,
@@ -74,7 +74,7 @@ pub(super) struct Cursor<M: Machine, B: Backend> {
 }
 
 impl<M: Machine, B: Backend> Cursor<M, B> {
-    pub(super) fn new(store: Store<M, B>, consumer: &str) -> Self {
+    pub(crate) fn new(store: Store<M, B>, consumer: &str) -> Self {
         Self {
             store,
             sql: Sql::new::<B>(),
@@ -88,7 +88,7 @@ impl<M: Machine, B: Backend> Cursor<M, B> {
     }
 
     /// The saved position, creating the cursor at the start if it is new.
-    pub(super) async fn load(&self) -> Result<Position, Error> {
+    pub(crate) async fn load(&self) -> Result<Position, Error> {
         let mut conn = self.store.pool().acquire().await?;
         let now = now();
         let binds =
@@ -105,7 +105,7 @@ impl<M: Machine, B: Backend> Cursor<M, B> {
 
     /// Moves the cursor to `to` in `conn`'s transaction; `false` when it is
     /// already there or beyond (another instance got there first).
-    pub(super) async fn advance(&self, conn: &mut Conn<B>, to: Position) -> Result<bool, Error> {
+    pub(crate) async fn advance(&self, conn: &mut Conn<B>, to: Position) -> Result<bool, Error> {
         let (tx, id, at) = (Value::I64(to.tx()), Value::I64(to.id()), now());
         let binds = [
             (&tx, LogicalType::I64),

@@ -460,7 +460,7 @@ fn stopping<F: Future<Output = ()>>(shutdown: &mut Shutdown<'_, F>) -> bool {
 /// shared tables are missing, the handler's reset failed, the application
 /// closed the pool, or the error is one no consumer meets (a caller's
 /// mistake): the run ends with it, to be fixed.
-fn ends_run(error: &Error) -> bool {
+pub(crate) fn ends_run(error: &Error) -> bool {
     match error {
         // The consumer never takes the head; were it to, waiting more may settle it.
         Error::InjectedFault { .. } | Error::HeadNotSettled { .. } => false,

@@ -7,9 +7,9 @@
 //! [`dead_letter`], [`backoff`] and [`progress`].
 
 mod backoff;
-mod cursor;
+pub(crate) mod cursor;
 mod dead_letter;
-mod driver;
+pub(crate) mod driver;
 mod handler;
 pub(crate) mod lease;
 mod progress;
@@ -331,7 +331,7 @@ impl<M: Machine, B: Backend, H: Projection<M, B>> Driven<M, B> for Rebuilt<'_, H
 }
 
 /// The shard of a record: FNV-1a of its id's text, stable across processes and versions.
-fn shard_of(record_id: &str, count: u32) -> u32 {
+pub(crate) fn shard_of(record_id: &str, count: u32) -> u32 {
     let hash = record_id
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
