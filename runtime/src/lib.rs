@@ -17,6 +17,8 @@ mod fold;
 mod machine;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod migrate;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub mod remote;
 pub mod schema;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 mod store;
@@ -48,7 +50,8 @@ pub use fold::{AuditReport, Mismatch, Problem};
 pub use store::{NewRecord, Page, Repair, RepairOptions, RepairReport, Store, Tx};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use stream::{
-    Backoff, Consumer, EventStream, Handler, HandlerError, InvalidPosition, Position, Projection, Start, StreamOptions,
+    Backoff, Consumer, EventStream, Feed, Handler, HandlerError, InvalidPosition, Position, Projection, Source, Start,
+    StreamOptions,
 };
 
 pub use machine::{

@@ -9,12 +9,15 @@
 //!   `tests/operations_{sqlite,postgres,mysql}.rs`;
 //! - [`effects`]: side effects as data, idempotency keys and the outbox,
 //!   instantiated by [`effects_suite!`] in `tests/effects_{sqlite,postgres,mysql}.rs`;
+//! - [`grpc`]: event streams between services over gRPC, instantiated by
+//!   [`grpc_suite!`] in `tests/grpc_{sqlite,postgres,mysql}.rs`;
 //! - [`observe`]: logs and metrics captured for those tests;
 //! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
 //!   by [`suite!`] in `tests/store_{sqlite,postgres,mysql}.rs`.
 
 pub mod db;
 pub mod effects;
+pub mod grpc;
 pub mod machines;
 pub mod observe;
 pub mod operations;

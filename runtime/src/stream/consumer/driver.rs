@@ -3,6 +3,7 @@
 
 use super::cursor::Cursor;
 use super::dead_letter::{DeadLetter, DeadLetters};
+use super::input::Input;
 use super::lease::Lease;
 use super::progress::Progress;
 use super::run::{Mode, Outcome, Run, State};
@@ -31,7 +32,7 @@ pub(super) struct Driver<'c, M: Machine, B: Backend, D> {
     cursor: Cursor<M, B>,
     lease: Lease<B>,
     dead_letters: DeadLetters<M, B>,
-    reader: Option<Reader<M, B>>,
+    reader: Option<Input<M, B>>,
     metrics: ConsumerMetrics,
     run: Run,
     /// When the lease was last taken or renewed; `None` while not held.
@@ -180,9 +181,12 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
     async fn load(&mut self) -> Result<Outcome, Error> {
         let store = &self.consumer.store;
         if self.reader.is_none() {
-            let reader =
-                Reader::open(store.clone(), self.consumer.options.clone(), Start::Beginning, &self.key).await?;
-            self.reader = Some(reader);
+            let options = self.consumer.options.clone();
+            let input = match &self.consumer.source {
+                Some(source) => Input::Remote(source.feed(&self.key, &options)),
+                None => Input::Local(Reader::open(store.clone(), options, Start::Beginning, &self.key).await?),
+            };
+            self.reader = Some(input);
         }
         if self.mode == Mode::Rebuild && !self.reset {
             return self.reset().await;
@@ -464,6 +468,7 @@ fn ends_run(error: &Error) -> bool {
     match error {
         // The consumer never takes the head; were it to, waiting more may settle it.
         Error::InjectedFault { .. } | Error::HeadNotSettled { .. } => false,
+        Error::Remote { retryable, .. } => !retryable,
         Error::Database(error) => !matches!(
             error,
             sqlx::Error::Database(_)
