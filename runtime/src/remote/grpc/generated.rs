@@ -117,9 +117,15 @@ pub struct DescribeResponse {
 }
 /// Generated client implementations.
 pub mod event_log_client {
-    #![allow(unused_variables, dead_code, missing_docs, clippy::wildcard_imports, clippy::let_unit_value)]
-    use tonic::codegen::http::Uri;
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
     use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
     /// Serves the event logs of the machines registered with a server. Every call
     /// carries `authorization: Bearer <token>`; a missing or unknown token is
     /// UNAUTHENTICATED, a machine outside the token's set PERMISSION_DENIED, a
@@ -143,16 +149,22 @@ pub mod event_log_client {
             let inner = tonic::client::Grpc::with_origin(inner, origin);
             Self { inner }
         }
-        pub fn with_interceptor<F>(inner: T, interceptor: F) -> EventLogClient<InterceptedService<T, F>>
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> EventLogClient<InterceptedService<T, F>>
         where
             F: tonic::service::Interceptor,
             T::ResponseBody: Default,
             T: tonic::codegen::Service<
                 http::Request<tonic::body::Body>,
-                Response = http::Response<<T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
             >,
-            <T as tonic::codegen::Service<http::Request<tonic::body::Body>>>::Error:
-                Into<StdError> + std::marker::Send + std::marker::Sync,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
         {
             EventLogClient::new(InterceptedService::new(inner, interceptor))
         }
@@ -194,44 +206,71 @@ pub mod event_log_client {
         pub async fn subscribe(
             &mut self,
             request: impl tonic::IntoRequest<super::SubscribeRequest>,
-        ) -> std::result::Result<tonic::Response<tonic::codec::Streaming<super::SubscribeResponse>>, tonic::Status>
-        {
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::SubscribeResponse>>,
+            tonic::Status,
+        > {
             self.inner
                 .ready()
                 .await
-                .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static("/statefold.stream.v1.EventLog/Subscribe");
+            let path = http::uri::PathAndQuery::from_static(
+                "/statefold.stream.v1.EventLog/Subscribe",
+            );
             let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("statefold.stream.v1.EventLog", "Subscribe"));
+            req.extensions_mut()
+                .insert(GrpcMethod::new("statefold.stream.v1.EventLog", "Subscribe"));
             self.inner.server_streaming(req, path, codec).await
         }
         /// Where a machine's log ends now, and what follows a position.
         pub async fn describe(
             &mut self,
             request: impl tonic::IntoRequest<super::DescribeRequest>,
-        ) -> std::result::Result<tonic::Response<super::DescribeResponse>, tonic::Status> {
+        ) -> std::result::Result<
+            tonic::Response<super::DescribeResponse>,
+            tonic::Status,
+        > {
             self.inner
                 .ready()
                 .await
-                .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {}", e.into())))?;
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
             let codec = tonic_prost::ProstCodec::default();
-            let path = http::uri::PathAndQuery::from_static("/statefold.stream.v1.EventLog/Describe");
+            let path = http::uri::PathAndQuery::from_static(
+                "/statefold.stream.v1.EventLog/Describe",
+            );
             let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("statefold.stream.v1.EventLog", "Describe"));
+            req.extensions_mut()
+                .insert(GrpcMethod::new("statefold.stream.v1.EventLog", "Describe"));
             self.inner.unary(req, path, codec).await
         }
     }
 }
 /// Generated server implementations.
 pub mod event_log_server {
-    #![allow(unused_variables, dead_code, missing_docs, clippy::wildcard_imports, clippy::let_unit_value)]
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
     use tonic::codegen::*;
     /// Generated trait containing gRPC methods that should be implemented for use with EventLogServer.
     #[async_trait]
     pub trait EventLog: std::marker::Send + std::marker::Sync + 'static {
         /// Server streaming response type for the Subscribe method.
-        type SubscribeStream: tonic::codegen::tokio_stream::Stream<Item = std::result::Result<super::SubscribeResponse, tonic::Status>>
+        type SubscribeStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::SubscribeResponse, tonic::Status>,
+            >
             + std::marker::Send
             + 'static;
         /// A machine's events in log order from a position: catch-up in batches,
@@ -246,7 +285,10 @@ pub mod event_log_server {
         async fn describe(
             &self,
             request: tonic::Request<super::DescribeRequest>,
-        ) -> std::result::Result<tonic::Response<super::DescribeResponse>, tonic::Status>;
+        ) -> std::result::Result<
+            tonic::Response<super::DescribeResponse>,
+            tonic::Status,
+        >;
     }
     /// Serves the event logs of the machines registered with a server. Every call
     /// carries `authorization: Bearer <token>`; a missing or unknown token is
@@ -273,7 +315,10 @@ pub mod event_log_server {
                 max_encoding_message_size: None,
             }
         }
-        pub fn with_interceptor<F>(inner: T, interceptor: F) -> InterceptedService<Self, F>
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
         where
             F: tonic::service::Interceptor,
         {
@@ -317,7 +362,10 @@ pub mod event_log_server {
         type Response = http::Response<tonic::body::Body>;
         type Error = std::convert::Infallible;
         type Future = BoxFuture<Self::Response, Self::Error>;
-        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::result::Result<(), Self::Error>> {
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
             Poll::Ready(Ok(()))
         }
         fn call(&mut self, req: http::Request<B>) -> Self::Future {
@@ -325,13 +373,24 @@ pub mod event_log_server {
                 "/statefold.stream.v1.EventLog/Subscribe" => {
                     #[allow(non_camel_case_types)]
                     struct SubscribeSvc<T: EventLog>(pub Arc<T>);
-                    impl<T: EventLog> tonic::server::ServerStreamingService<super::SubscribeRequest> for SubscribeSvc<T> {
+                    impl<
+                        T: EventLog,
+                    > tonic::server::ServerStreamingService<super::SubscribeRequest>
+                    for SubscribeSvc<T> {
                         type Response = super::SubscribeResponse;
                         type ResponseStream = T::SubscribeStream;
-                        type Future = BoxFuture<tonic::Response<Self::ResponseStream>, tonic::Status>;
-                        fn call(&mut self, request: tonic::Request<super::SubscribeRequest>) -> Self::Future {
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SubscribeRequest>,
+                        ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move { <T as EventLog>::subscribe(&inner, request).await };
+                            let fut = async move {
+                                <T as EventLog>::subscribe(&inner, request).await
+                            };
                             Box::pin(fut)
                         }
                     }
@@ -344,8 +403,14 @@ pub mod event_log_server {
                         let method = SubscribeSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(accept_compression_encodings, send_compression_encodings)
-                            .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
                         let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
@@ -354,12 +419,21 @@ pub mod event_log_server {
                 "/statefold.stream.v1.EventLog/Describe" => {
                     #[allow(non_camel_case_types)]
                     struct DescribeSvc<T: EventLog>(pub Arc<T>);
-                    impl<T: EventLog> tonic::server::UnaryService<super::DescribeRequest> for DescribeSvc<T> {
+                    impl<T: EventLog> tonic::server::UnaryService<super::DescribeRequest>
+                    for DescribeSvc<T> {
                         type Response = super::DescribeResponse;
-                        type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
-                        fn call(&mut self, request: tonic::Request<super::DescribeRequest>) -> Self::Future {
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DescribeRequest>,
+                        ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
-                            let fut = async move { <T as EventLog>::describe(&inner, request).await };
+                            let fut = async move {
+                                <T as EventLog>::describe(&inner, request).await
+                            };
                             Box::pin(fut)
                         }
                     }
@@ -372,20 +446,38 @@ pub mod event_log_server {
                         let method = DescribeSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
-                            .apply_compression_config(accept_compression_encodings, send_compression_encodings)
-                            .apply_max_message_size_config(max_decoding_message_size, max_encoding_message_size);
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
                         let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)
                 }
-                _ => Box::pin(async move {
-                    let mut response = http::Response::new(tonic::body::Body::default());
-                    let headers = response.headers_mut();
-                    headers.insert(tonic::Status::GRPC_STATUS, (tonic::Code::Unimplemented as i32).into());
-                    headers.insert(http::header::CONTENT_TYPE, tonic::metadata::GRPC_CONTENT_TYPE);
-                    Ok(response)
-                }),
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
             }
         }
     }

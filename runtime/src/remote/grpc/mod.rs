@@ -55,7 +55,9 @@
 
 mod auth;
 mod client;
+// Written by tonic-prost-build, checked by `tests/tests/grpc_codegen.rs`: not formatted here.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic, rust_2018_idioms)]
+#[rustfmt::skip]
 mod generated;
 mod server;
 mod wire;
