@@ -20,7 +20,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -290,7 +290,9 @@ struct Live {
     machine: String,
     client: String,
     capacity: usize,
-    queued: AtomicUsize,
+    /// Messages queued minus messages taken; briefly negative when a
+    /// message is taken before its sender counted it.
+    queued: AtomicIsize,
     events_read: AtomicU64,
     position: Mutex<Position>,
 }
@@ -301,7 +303,7 @@ impl Live {
             id,
             machine: self.machine.clone(),
             client: self.client.clone(),
-            queued: self.queued.load(Ordering::SeqCst),
+            queued: usize::try_from(self.queued.load(Ordering::SeqCst)).unwrap_or(0),
             capacity: self.capacity,
             events_read: self.events_read.load(Ordering::SeqCst),
             position: *self.position.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
@@ -585,14 +587,14 @@ impl Producer {
     /// Queues a message, waiting while the queue is full; `false` when the
     /// client left or the server is closing.
     async fn send(&mut self, message: Result<pb::SubscribeResponse, Status>) -> bool {
-        self.live.queued.fetch_add(1, Ordering::SeqCst);
         let sent = tokio::select! {
             biased;
             _ = self.closing.wait_for(|closing| *closing) => false,
             sent = self.sender.send(message) => sent.is_ok(),
         };
-        if !sent {
-            self.live.queued.fetch_sub(1, Ordering::SeqCst);
+        if sent {
+            // Counted once queued: the count never exceeds what the queue holds.
+            self.live.queued.fetch_add(1, Ordering::SeqCst);
         }
         sent
     }
