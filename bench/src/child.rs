@@ -24,7 +24,7 @@ pub(crate) async fn serve(options: &Options, side: Side, url: &str) -> Result<()
             transitions::side(db, side, url, clients, options.orders).await?
         }
         Bench::Catchup => catchup::side(db, side, url, options.events, options.batch).await?,
-        Bench::Latency | Bench::All => return Err("child mode runs transitions or catchup".into()),
+        Bench::Latency | Bench::Grpc | Bench::All => return Err("child mode runs transitions or catchup".into()),
     };
     println!("RESULT {rate} {}", peak_kib()?);
     Ok(())

@@ -8,10 +8,12 @@
 //! - `catchup`: a stream reading the log from position 0 against a raw
 //!   keyset loop over the same columns;
 //! - `latency`: commit-to-consumer latency, by how the stream learns of a write;
-//! - `all`: the three in turn.
+//! - `grpc`: catch-up over gRPC against the local stream, and
+//!   commit-to-remote-handler latency (see `grpc.rs`);
+//! - `all`: the four in turn.
 //!
 //! ```text
-//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|all]
+//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|grpc|all]
 //!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N]
 //!     [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]
 //! ```
@@ -36,6 +38,7 @@ use std::time::Duration;
 
 mod catchup;
 mod child;
+mod grpc;
 mod hand;
 mod latency;
 mod scratch;
@@ -87,6 +90,7 @@ enum Bench {
     Transitions,
     Catchup,
     Latency,
+    Grpc,
     All,
 }
 
@@ -127,6 +131,8 @@ enum Side {
     Hand,
     /// PostgreSQL catch-up only: the stream's gap-safe query in a raw loop.
     Fenced,
+    /// Catch-up only: the stream over gRPC, from a server in the same process.
+    Grpc,
 }
 
 impl Side {
@@ -135,6 +141,7 @@ impl Side {
             Self::Statefold => "statefold",
             Self::Hand => "hand",
             Self::Fenced => "fenced",
+            Self::Grpc => "grpc",
         }
     }
 }
@@ -172,11 +179,11 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|all] \
+const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|grpc|all] \
     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N] [--events N] [--batch N] \
     [--samples N] [--postgres-url URL] [--mysql-url URL]\n\
     child mode (one side once, as the benchmark runs it): [--bench transitions|catchup] --backend DB \
-    --side statefold|hand|fenced --url DATABASE_URL [--clients N] [--orders N] [--events N] [--batch N]";
+    --side statefold|hand|fenced|grpc --url DATABASE_URL [--clients N] [--orders N] [--events N] [--batch N]";
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
@@ -212,8 +219,11 @@ fn parse_args() -> Result<Options, String> {
                     "transitions" => Bench::Transitions,
                     "catchup" => Bench::Catchup,
                     "latency" => Bench::Latency,
+                    "grpc" => Bench::Grpc,
                     "all" => Bench::All,
-                    other => return Err(format!("unknown bench `{other}`: use transitions, catchup, latency or all")),
+                    other => {
+                        return Err(format!("unknown bench `{other}`: use transitions, catchup, latency, grpc or all"))
+                    }
                 }
             }
             "--clients" => {
@@ -234,7 +244,8 @@ fn parse_args() -> Result<Options, String> {
                     "statefold" => Side::Statefold,
                     "hand" => Side::Hand,
                     "fenced" => Side::Fenced,
-                    other => return Err(format!("unknown side `{other}`: use statefold, hand or fenced")),
+                    "grpc" => Side::Grpc,
+                    other => return Err(format!("unknown side `{other}`: use statefold, hand, fenced or grpc")),
                 })
             }
             "--url" => options.url = Some(value()?),
@@ -289,6 +300,9 @@ async fn run(options: &Options) -> Result<(), BoxError> {
     }
     if all || options.bench == Bench::Latency {
         latency::run(options).await?;
+    }
+    if all || options.bench == Bench::Grpc {
+        grpc::run(options).await?;
     }
     Ok(())
 }

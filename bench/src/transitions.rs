@@ -78,7 +78,7 @@ pub(crate) async fn side(db: Db, side: Side, url: &str, clients: usize, orders: 
         (Db::Sqlite, Side::Hand) => timed(HandSqlite(Sqlite::connect(url).await?), clients, orders).await,
         (Db::Postgres, Side::Hand) => timed(HandPg(Postgres::connect(url).await?), clients, orders).await,
         (Db::MySql, Side::Hand) => timed(HandMySql(MySql::connect(url).await?), clients, orders).await,
-        (_, Side::Fenced) => Err("--side fenced is a catch-up side".into()),
+        (_, Side::Fenced | Side::Grpc) => Err("--side fenced and --side grpc are catch-up sides".into()),
     }
 }
 

@@ -53,6 +53,7 @@ pub trait Feed<M: Machine>: Send {
     ///
     /// # Errors
     /// As [`fetch`](Self::fetch).
+    #[allow(clippy::type_complexity)] // Spelled out for implementers, as `Reader::end` has it.
     fn end(&mut self) -> BoxFuture<'_, Result<Option<(Position, DateTime<Utc>)>, Error>>;
 
     /// The time of the first committed event after `after`.

@@ -64,7 +64,8 @@ use tonic::{Request, Response, Status};
 /// let store = Store::<Order, Sqlite>::connect("sqlite:orders.db").await?;
 /// let tokens = Tokens::new().token("shipping-token", Grant::new("shipping").machine("orders"));
 /// let server = Server::new(tokens).register(&store);
-/// server.serve_at("127.0.0.1:50051".parse()?, async { tokio::signal::ctrl_c().await.ok(); }).await?;
+/// // Serves until the future completes: a signal, a shutdown channel.
+/// server.serve_at("127.0.0.1:50051".parse()?, std::future::pending()).await?;
 /// # Ok(())
 /// # }
 /// ```

@@ -43,6 +43,8 @@ pub(super) struct Driver<'c, M: Machine, B: Backend, D> {
     target: Option<Position>,
     handled: u64,
     progress: Progress,
+    /// When the lag was last measured.
+    lag_at: Option<Instant>,
 }
 
 /// How an event's handling ended.
@@ -68,6 +70,9 @@ enum Failed {
 
 type Shutdown<'s, F> = Pin<&'s mut Fuse<F>>;
 
+/// How often a consumer of a remote source measures its lag.
+const REMOTE_LAG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
     pub(super) fn new(consumer: &'c Consumer<M, B>, driven: D, mode: Mode) -> Self {
         let key = consumer.key();
@@ -87,6 +92,7 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
             target: None,
             handled: 0,
             progress: Progress::hidden(),
+            lag_at: None,
             key,
         }
     }
@@ -295,6 +301,12 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
     /// and the age of the oldest of them.
     async fn lag(&mut self) -> Result<(), Error> {
         let reader = self.reader.as_mut().ok_or(Error::Database(sqlx::Error::PoolClosed))?;
+        // A remote log's end is two calls to another service: measured at
+        // most once a second, not after every batch on the way to the next.
+        if matches!(reader, Input::Remote(_)) && self.lag_at.is_some_and(|at| at.elapsed() < REMOTE_LAG_EVERY) {
+            return Ok(());
+        }
+        self.lag_at = Some(Instant::now());
         tempt(&self.consumer.store)?;
         let cursor = reader.cursor();
         let (events, seconds) = match reader.end().await? {

@@ -12,6 +12,8 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 /// A run's reader: the store's log, or a remote source's feed.
+// One per run of a consumer: the local reader is not worth a box.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Input<M: Machine, B: Backend> {
     Local(Reader<M, B>),
     Remote(Box<dyn Feed<M>>),
