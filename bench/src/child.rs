@@ -21,7 +21,8 @@ pub(crate) async fn serve(options: &Options, side: Side, url: &str) -> Result<()
     let rate = match options.bench {
         Bench::Transitions => {
             let [clients] = options.clients[..] else { return Err("child mode takes one --clients".into()) };
-            transitions::side(db, side, url, clients, options.orders).await?
+            let [workload] = options.workloads[..] else { return Err("child mode takes one --workload".into()) };
+            transitions::side(db, side, url, workload, clients, options.orders).await?
         }
         Bench::Catchup => catchup::side(db, side, url, options.events, options.batch).await?,
         Bench::Latency | Bench::Grpc | Bench::All => return Err("child mode runs transitions or catchup".into()),

@@ -19,12 +19,16 @@ use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use sqlx::{MySqlPool, PgPool, SqlitePool};
 use std::future::Future;
 
-/// The three commands of the workload, each a separate call by order id.
-/// `place` gives the new order's id, `pay` and `ship` its new version.
+/// The commands of the workloads, each a separate call by order id. `place`
+/// gives the new order's id, the others its new version. The `_if` forms are
+/// If-Match: they change the order only while it is still at `version` (the
+/// ETag the client saw), in the state the command leaves.
 pub(crate) trait Orders: Clone + Send + Sync + 'static {
     fn place(&self, customer: String, amount_cents: i64) -> impl Future<Output = Result<i64, BoxError>> + Send;
     fn pay(&self, id: i64, payment_ref: String) -> impl Future<Output = Result<i64, BoxError>> + Send;
     fn ship(&self, id: i64, tracking: String) -> impl Future<Output = Result<i64, BoxError>> + Send;
+    fn pay_if(&self, id: i64, version: i64, payment_ref: String) -> impl Future<Output = Result<i64, BoxError>> + Send;
+    fn ship_if(&self, id: i64, version: i64, tracking: String) -> impl Future<Output = Result<i64, BoxError>> + Send;
 }
 
 /// A time at the precision all three backends store (microseconds).
@@ -72,6 +76,27 @@ SELECT id, 'shipped', 'paid', 'shipped', version, jsonb_build_object('tracking',
 FROM shipped
 RETURNING version";
 
+/// If-Match: the same statements, guarded by the version the client saw too.
+const PG_PAY_IF: &str = "\
+WITH paid AS (
+    UPDATE orders SET status = 'paid', version = version + 1, updated_at = now(), payment_ref = $2
+    WHERE id = $1 AND status = 'placed' AND version = $3
+    RETURNING id, version, updated_at)
+INSERT INTO order_events (record_id, kind, from_status, to_status, version, payload, metadata, created_at)
+SELECT id, 'paid', 'placed', 'paid', version, jsonb_build_object('payment_ref', $2::text), '{}', updated_at
+FROM paid
+RETURNING version";
+
+const PG_SHIP_IF: &str = "\
+WITH shipped AS (
+    UPDATE orders SET status = 'shipped', version = version + 1, updated_at = now(), tracking = $2
+    WHERE id = $1 AND status = 'paid' AND version = $3
+    RETURNING id, version, updated_at)
+INSERT INTO order_events (record_id, kind, from_status, to_status, version, payload, metadata, created_at)
+SELECT id, 'shipped', 'paid', 'shipped', version, jsonb_build_object('tracking', $2::text), '{}', updated_at
+FROM shipped
+RETURNING version";
+
 /// Hand-written sqlx on PostgreSQL.
 #[derive(Clone)]
 pub(crate) struct HandPg(pub(crate) PgPool);
@@ -79,6 +104,12 @@ pub(crate) struct HandPg(pub(crate) PgPool);
 impl HandPg {
     async fn transition(&self, sql: &str, id: i64, value: String, wanted: &str) -> Result<i64, BoxError> {
         let version: Option<(i64,)> = sqlx::query_as(sql).bind(id).bind(value).fetch_optional(&self.0).await?;
+        Ok(version.ok_or_else(|| refused(id, wanted))?.0)
+    }
+
+    async fn transition_if(&self, sql: &str, id: i64, seen: i64, value: String, wanted: &str) -> Result<i64, BoxError> {
+        let query = sqlx::query_as(sql).bind(id).bind(value).bind(seen);
+        let version: Option<(i64,)> = query.fetch_optional(&self.0).await?;
         Ok(version.ok_or_else(|| refused(id, wanted))?.0)
     }
 }
@@ -95,6 +126,14 @@ impl Orders for HandPg {
 
     async fn ship(&self, id: i64, tracking: String) -> Result<i64, BoxError> {
         self.transition(PG_SHIP, id, tracking, "paid").await
+    }
+
+    async fn pay_if(&self, id: i64, version: i64, payment_ref: String) -> Result<i64, BoxError> {
+        self.transition_if(PG_PAY_IF, id, version, payment_ref, "placed").await
+    }
+
+    async fn ship_if(&self, id: i64, version: i64, tracking: String) -> Result<i64, BoxError> {
+        self.transition_if(PG_SHIP_IF, id, version, tracking, "paid").await
     }
 }
 
@@ -122,6 +161,10 @@ const MY_PAY_EVENT: &str =
      VALUES (?, 'paid', 'placed', 'paid', ?, JSON_OBJECT('payment_ref', ?), '{}', ?)";
 const MY_SHIP: &str = "UPDATE orders SET status = 'shipped', version = LAST_INSERT_ID(version + 1), updated_at = ?, \
                        tracking = ? WHERE id = ? AND status = 'paid'";
+const MY_PAY_IF: &str = "UPDATE orders SET status = 'paid', version = LAST_INSERT_ID(version + 1), updated_at = ?, \
+                         payment_ref = ? WHERE id = ? AND status = 'placed' AND version = ?";
+const MY_SHIP_IF: &str = "UPDATE orders SET status = 'shipped', version = LAST_INSERT_ID(version + 1), \
+                          updated_at = ?, tracking = ? WHERE id = ? AND status = 'paid' AND version = ?";
 const MY_SHIP_EVENT: &str =
     "INSERT INTO order_events (record_id, kind, from_status, to_status, version, payload, metadata, created_at) \
      VALUES (?, 'shipped', 'paid', 'shipped', ?, JSON_OBJECT('tracking', ?), '{}', ?)";
@@ -140,16 +183,22 @@ fn mysql_id(id: u64) -> Result<i64, BoxError> {
 pub(crate) struct HandMySql(pub(crate) MySqlPool);
 
 impl HandMySql {
+    /// A guarded write and its event; `seen` adds the If-Match guard.
     async fn transition(
         &self,
         (update, event): (&str, &str),
         id: i64,
+        seen: Option<i64>,
         value: String,
         wanted: &str,
     ) -> Result<i64, BoxError> {
         let at = mysql_now();
         let mut tx = self.0.begin().await?;
-        let done = sqlx::query(update).bind(at).bind(&value).bind(id).execute(&mut *tx).await?;
+        let mut query = sqlx::query(update).bind(at).bind(&value).bind(id);
+        if let Some(seen) = seen {
+            query = query.bind(seen);
+        }
+        let done = query.execute(&mut *tx).await?;
         if done.rows_affected() != 1 {
             return Err(refused(id, wanted));
         }
@@ -173,11 +222,19 @@ impl Orders for HandMySql {
     }
 
     async fn pay(&self, id: i64, payment_ref: String) -> Result<i64, BoxError> {
-        self.transition((MY_PAY, MY_PAY_EVENT), id, payment_ref, "placed").await
+        self.transition((MY_PAY, MY_PAY_EVENT), id, None, payment_ref, "placed").await
     }
 
     async fn ship(&self, id: i64, tracking: String) -> Result<i64, BoxError> {
-        self.transition((MY_SHIP, MY_SHIP_EVENT), id, tracking, "paid").await
+        self.transition((MY_SHIP, MY_SHIP_EVENT), id, None, tracking, "paid").await
+    }
+
+    async fn pay_if(&self, id: i64, version: i64, payment_ref: String) -> Result<i64, BoxError> {
+        self.transition((MY_PAY_IF, MY_PAY_EVENT), id, Some(version), payment_ref, "placed").await
+    }
+
+    async fn ship_if(&self, id: i64, version: i64, tracking: String) -> Result<i64, BoxError> {
+        self.transition((MY_SHIP_IF, MY_SHIP_EVENT), id, Some(version), tracking, "paid").await
     }
 }
 
@@ -199,6 +256,10 @@ const LITE_PAY_EVENT: &str =
      VALUES (?, 'paid', 'placed', 'paid', ?, json_object('payment_ref', ?), '{}', ?)";
 const LITE_SHIP: &str = "UPDATE orders SET status = 'shipped', version = version + 1, updated_at = ?, tracking = ? \
                          WHERE id = ? AND status = 'paid' RETURNING version";
+const LITE_PAY_IF: &str = "UPDATE orders SET status = 'paid', version = version + 1, updated_at = ?, \
+                           payment_ref = ? WHERE id = ? AND status = 'placed' AND version = ? RETURNING version";
+const LITE_SHIP_IF: &str = "UPDATE orders SET status = 'shipped', version = version + 1, updated_at = ?, \
+                            tracking = ? WHERE id = ? AND status = 'paid' AND version = ? RETURNING version";
 const LITE_SHIP_EVENT: &str =
     "INSERT INTO order_events (record_id, kind, from_status, to_status, version, payload, metadata, created_at) \
      VALUES (?, 'shipped', 'paid', 'shipped', ?, json_object('tracking', ?), '{}', ?)";
@@ -213,17 +274,22 @@ pub(crate) fn sqlite_now() -> String {
 pub(crate) struct HandSqlite(pub(crate) SqlitePool);
 
 impl HandSqlite {
+    /// A guarded write and its event; `seen` adds the If-Match guard.
     async fn transition(
         &self,
         (update, event): (&str, &str),
         id: i64,
+        seen: Option<i64>,
         value: String,
         wanted: &str,
     ) -> Result<i64, BoxError> {
         let at = sqlite_now();
         let mut tx = self.0.begin_with("BEGIN IMMEDIATE").await?;
-        let version: Option<(i64,)> =
-            sqlx::query_as(update).bind(&at).bind(&value).bind(id).fetch_optional(&mut *tx).await?;
+        let mut query = sqlx::query_as(update).bind(&at).bind(&value).bind(id);
+        if let Some(seen) = seen {
+            query = query.bind(seen);
+        }
+        let version: Option<(i64,)> = query.fetch_optional(&mut *tx).await?;
         let (version,) = version.ok_or_else(|| refused(id, wanted))?;
         sqlx::query(event).bind(id).bind(version).bind(value).bind(at).execute(&mut *tx).await?;
         tx.commit().await?;
@@ -245,10 +311,18 @@ impl Orders for HandSqlite {
     }
 
     async fn pay(&self, id: i64, payment_ref: String) -> Result<i64, BoxError> {
-        self.transition((LITE_PAY, LITE_PAY_EVENT), id, payment_ref, "placed").await
+        self.transition((LITE_PAY, LITE_PAY_EVENT), id, None, payment_ref, "placed").await
     }
 
     async fn ship(&self, id: i64, tracking: String) -> Result<i64, BoxError> {
-        self.transition((LITE_SHIP, LITE_SHIP_EVENT), id, tracking, "paid").await
+        self.transition((LITE_SHIP, LITE_SHIP_EVENT), id, None, tracking, "paid").await
+    }
+
+    async fn pay_if(&self, id: i64, version: i64, payment_ref: String) -> Result<i64, BoxError> {
+        self.transition((LITE_PAY_IF, LITE_PAY_EVENT), id, Some(version), payment_ref, "placed").await
+    }
+
+    async fn ship_if(&self, id: i64, version: i64, tracking: String) -> Result<i64, BoxError> {
+        self.transition((LITE_SHIP_IF, LITE_SHIP_EVENT), id, Some(version), tracking, "paid").await
     }
 }

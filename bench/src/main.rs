@@ -1,10 +1,11 @@
 //! statefold's benchmarks, one per `--bench`:
 //!
-//! - `transitions` (the default): commands per second for the workload
-//!   place -> pay -> ship, each command a separate call that arrives with the
-//!   order's id, through statefold (`Store::insert`, then `Store::transition`
-//!   by id) and through the SQL a sqlx expert would write by hand for the
-//!   same tables (see `hand.rs`);
+//! - `transitions` (the default): commands per second for the workloads
+//!   place -> pay -> ship, place alone, and place -> pay -> ship with
+//!   If-Match, each command a separate call that arrives with the order's id,
+//!   through statefold (`Store::insert`, `Store::transition` and
+//!   `Store::transition_if_match` by id) and through the SQL a sqlx expert
+//!   would write by hand for the same tables (see `hand.rs`);
 //! - `catchup`: a stream reading the log from position 0 against a raw
 //!   keyset loop over the same columns;
 //! - `latency`: commit-to-consumer latency, by how the stream learns of a write;
@@ -14,7 +15,8 @@
 //!
 //! ```text
 //! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|grpc|all]
-//!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N]
+//!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all]
+//!     [--orders N] [--rounds N]
 //!     [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]
 //! ```
 //!
@@ -150,6 +152,7 @@ struct Options {
     bench: Bench,
     backends: Vec<Db>,
     clients: Vec<usize>,
+    workloads: Vec<transitions::Workload>,
     orders: usize,
     rounds: usize,
     events: usize,
@@ -180,16 +183,18 @@ impl Options {
 }
 
 const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|grpc|all] \
-    [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--orders N] [--rounds N] [--events N] [--batch N] \
-    [--samples N] [--postgres-url URL] [--mysql-url URL]\n\
+    [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all] \
+    [--orders N] [--rounds N] [--events N] [--batch N] [--samples N] [--postgres-url URL] [--mysql-url URL]\n\
     child mode (one side once, as the benchmark runs it): [--bench transitions|catchup] --backend DB \
-    --side statefold|hand|fenced|grpc --url DATABASE_URL [--clients N] [--orders N] [--events N] [--batch N]";
+    --side statefold|hand|fenced|grpc --url DATABASE_URL [--clients N] [--workload W] [--orders N] [--events N] \
+    [--batch N]";
 
 fn parse_args() -> Result<Options, String> {
     let mut options = Options {
         bench: Bench::Transitions,
         backends: vec![Db::Sqlite, Db::Postgres, Db::MySql],
         clients: vec![1, 8],
+        workloads: transitions::Workload::ALL.to_vec(),
         orders: 1_000,
         rounds: 5,
         events: 300_000,
@@ -231,6 +236,13 @@ fn parse_args() -> Result<Options, String> {
                     .split(',')
                     .map(|n| n.trim().parse::<usize>().map_err(|e| format!("--clients: {e}")))
                     .collect::<Result<_, _>>()?
+            }
+            "--workload" => {
+                options.workloads = match value()?.as_str() {
+                    "all" => transitions::Workload::ALL.to_vec(),
+                    other => vec![transitions::Workload::parse(other)
+                        .ok_or_else(|| format!("unknown workload `{other}`: use commands, insert, if-match or all"))?],
+                }
             }
             "--orders" => options.orders = number(value()?)?,
             "--rounds" => options.rounds = number(value()?)?,

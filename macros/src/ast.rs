@@ -36,6 +36,12 @@ pub(crate) struct State<'a> {
     pub(crate) from_unreadable: bool,
     pub(crate) unit: bool,
     pub(crate) fields: Vec<Field<'a>>,
+    /// Accepted `#[serde(..)]` attributes, passed on to the event struct.
+    pub(crate) serde: Vec<&'a Attribute>,
+    /// The event's current version (`#[event(version = N)]`, else 1).
+    pub(crate) version: u32,
+    /// One upcaster per earlier version, by the version it reads, in order.
+    pub(crate) upcasts: Vec<(u32, syn::Path)>,
 }
 
 pub(crate) struct Field<'a> {
@@ -44,9 +50,18 @@ pub(crate) struct Field<'a> {
     pub(crate) name: String,
     pub(crate) docs: Vec<&'a Attribute>,
     pub(crate) ty: &'a Type,
-    pub(crate) json: bool,
+    /// `#[column(json)]`.
+    pub(crate) json_column: bool,
     /// `#[column(index)]`, kept for its span.
     pub(crate) index: Option<syn::Path>,
+    /// Accepted `#[serde(..)]` attributes, passed on to the event struct's field.
+    pub(crate) serde: Vec<&'a Attribute>,
+    /// The field's name in the event's JSON payload.
+    pub(crate) json: Name,
+    /// Further payload names it is read under (`#[serde(alias = "..")]`).
+    pub(crate) aliases: Vec<Name>,
+    /// `#[serde(default)]`: a payload without it still decodes.
+    pub(crate) default: bool,
 }
 
 /// A name used in SQL, with the span to blame when it is invalid.
@@ -103,6 +118,9 @@ impl<'a> Machine<'a> {
         }
 
         let attrs = attr::machine_attrs(cx, &input.attrs);
+        // `#[serde(..)]` on the enum is left to a serde derive of the enum
+        // itself: a derive cannot see the others, so it cannot tell whether
+        // there is one, and refusing it would break that derive.
         let (_, doc) = attr::docs(&input.attrs);
         let snake = input.ident.to_string().to_snake_case();
         let table =
@@ -141,13 +159,17 @@ impl<'a> Machine<'a> {
 impl<'a> State<'a> {
     fn from_syn(cx: &Ctxt, variant: &'a syn::Variant) -> Option<Self> {
         let attrs = attr::state_attrs(cx, &variant.attrs);
+        let serde = attr::serde_state(cx, &variant.attrs);
+        let (version, upcasts) = event_versions(cx, attr::event_attrs(cx, &variant.attrs));
         let (docs, doc) = attr::docs(&variant.attrs);
         if let Some((eq, _)) = &variant.discriminant {
             cx.error_spanned_by(eq, "states cannot have explicit discriminants: the database stores their names");
         }
         let (unit, fields) = match &variant.fields {
             Fields::Unit => (true, Vec::new()),
-            Fields::Named(named) => (false, named.named.iter().filter_map(|f| Field::from_syn(cx, f)).collect()),
+            Fields::Named(named) => {
+                (false, named.named.iter().filter_map(|f| Field::from_syn(cx, f, serde.rename_all)).collect())
+            }
             Fields::Unnamed(_) => {
                 cx.error_spanned_by(
                     &variant.fields,
@@ -176,8 +198,69 @@ impl<'a> State<'a> {
             from_unreadable: attrs.from_unreadable,
             unit,
             fields,
+            serde: serde.attrs,
+            version,
+            upcasts,
         })
     }
+}
+
+/// The event's version and its upcasters, checked: versions start at 1, and
+/// each earlier version has exactly one step to the next.
+fn event_versions(cx: &Ctxt, attrs: attr::EventAttrs) -> (u32, Vec<(u32, syn::Path)>) {
+    let version = match &attrs.version {
+        None => 1,
+        Some(lit) => match lit.base10_parse::<u32>() {
+            Ok(0) => {
+                cx.error_spanned_by(lit, "event versions start at 1: an event's first version is 1");
+                1
+            }
+            Ok(v) => v,
+            Err(_) => {
+                cx.error_spanned_by(lit, "an event version is a whole number from 1, as in `version = 2`");
+                1
+            }
+        },
+    };
+    if let (None, Some(key)) = (&attrs.version, &attrs.upcast_key) {
+        cx.error_spanned_by(key, "`upcast(..)` needs `version = N` beside it: the version its steps lead to");
+        return (1, Vec::new());
+    }
+    let mut steps: Vec<(u32, syn::Path)> = Vec::new();
+    for (lit, function) in attrs.upcasts {
+        match lit.base10_parse::<u32>() {
+            Ok(from) if from >= 1 && from < version => {
+                if steps.iter().any(|(f, _)| *f == from) {
+                    cx.error_spanned_by(
+                        &lit,
+                        format_args!("a second upcaster from version {from}: each version has one step to the next"),
+                    );
+                } else {
+                    steps.push((from, function));
+                }
+            }
+            _ => cx.error_spanned_by(
+                &lit,
+                format_args!(
+                    "no upcast from version {}: the current version is {version}, so the steps read versions 1 to {}",
+                    lit.base10_digits(),
+                    version.saturating_sub(1)
+                ),
+            ),
+        }
+    }
+    let missing: Vec<u32> = (1..version).filter(|v| !steps.iter().any(|(f, _)| f == v)).collect();
+    if let (Some(lit), false) = (&attrs.version, missing.is_empty()) {
+        let wanted = missing.iter().map(|v| format!("`{v} => ..`")).collect::<Vec<_>>().join(", ");
+        cx.error_spanned_by(
+            lit,
+            format_args!(
+                "version {version} needs an upcaster from each earlier version, to read the events stored at it: add {wanted} to `upcast(..)`"
+            ),
+        );
+    }
+    steps.sort_by_key(|(from, _)| *from);
+    (version, steps)
 }
 
 /// Whether a field of `variant` carries the attribute `name`.
@@ -186,17 +269,27 @@ fn fields_have(variant: &syn::Variant, name: &str) -> bool {
 }
 
 impl<'a> Field<'a> {
-    fn from_syn(cx: &Ctxt, field: &'a syn::Field) -> Option<Self> {
+    fn from_syn(cx: &Ctxt, field: &'a syn::Field, rename_all: Option<attr::RenameRule>) -> Option<Self> {
         let ident = field.ident.as_ref()?;
         let attrs = attr::column_attrs(cx, &field.attrs);
+        let serde = attr::serde_field(cx, ident, &field.attrs);
         let (docs, _) = attr::docs(&field.attrs);
+        let name = syn::ext::IdentExt::unraw(ident).to_string();
+        let json = serde.rename.as_ref().map_or_else(
+            || Name::derived(rename_all.map_or_else(|| name.clone(), |rule| rule.apply(&name)), ident.span()),
+            Name::explicit,
+        );
         Some(Self {
             ident,
-            name: syn::ext::IdentExt::unraw(ident).to_string(),
+            name,
             docs,
             ty: &field.ty,
-            json: attrs.json,
+            json_column: attrs.json,
             index: attrs.index,
+            serde: serde.attrs,
+            json,
+            aliases: serde.aliases.iter().map(Name::explicit).collect(),
+            default: serde.default,
         })
     }
 }

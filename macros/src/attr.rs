@@ -47,7 +47,7 @@ fn misplaced(cx: &Ctxt, attr: &Attribute, here: Place) -> bool {
     };
     let home = match name.as_str() {
         "machine" => Place::Enum,
-        "initial" | "from" | "state" => Place::Variant,
+        "initial" | "from" | "state" | "event" => Place::Variant,
         "column" => Place::Field,
         _ => return false,
     };
@@ -262,4 +262,292 @@ pub(crate) fn docs(attrs: &[Attribute]) -> (Vec<&Attribute>, String) {
         }
     }
     (kept, lines.join("\n").trim().to_owned())
+}
+
+/// What `#[serde(..)]` on a field asks of the event struct's payload.
+#[derive(Default)]
+pub(crate) struct SerdeField<'a> {
+    /// The attributes to pass on, each fully accepted.
+    pub(crate) attrs: Vec<&'a Attribute>,
+    /// `rename = ".."`: the field's name in the payload.
+    pub(crate) rename: Option<LitStr>,
+    /// `alias = ".."`: further names it is read under.
+    pub(crate) aliases: Vec<LitStr>,
+    /// `default` or `default = ".."`: a payload without it still decodes.
+    pub(crate) default: bool,
+}
+
+/// `#[serde(..)]` on a variant: how its event struct names fields.
+#[derive(Default)]
+pub(crate) struct SerdeState<'a> {
+    /// The attributes to pass on, each fully accepted.
+    pub(crate) attrs: Vec<&'a Attribute>,
+    /// `rename_all = ".."`.
+    pub(crate) rename_all: Option<RenameRule>,
+}
+
+/// serde's `rename_all` rules, as they apply to a field name.
+#[derive(Clone, Copy)]
+pub(crate) enum RenameRule {
+    Lower,
+    Upper,
+    Pascal,
+    Camel,
+    Snake,
+    ScreamingSnake,
+    Kebab,
+    ScreamingKebab,
+}
+
+impl RenameRule {
+    const ALL: [(&'static str, Self); 8] = [
+        ("lowercase", Self::Lower),
+        ("UPPERCASE", Self::Upper),
+        ("PascalCase", Self::Pascal),
+        ("camelCase", Self::Camel),
+        ("snake_case", Self::Snake),
+        ("SCREAMING_SNAKE_CASE", Self::ScreamingSnake),
+        ("kebab-case", Self::Kebab),
+        ("SCREAMING-KEBAB-CASE", Self::ScreamingKebab),
+    ];
+
+    /// The payload name serde gives the field `name` under this rule.
+    pub(crate) fn apply(self, name: &str) -> String {
+        match self {
+            Self::Lower | Self::Snake => name.to_owned(),
+            Self::Upper | Self::ScreamingSnake => name.to_ascii_uppercase(),
+            Self::Pascal => {
+                let mut out = String::new();
+                let mut capitalize = true;
+                for ch in name.chars() {
+                    if ch == '_' {
+                        capitalize = true;
+                    } else if capitalize {
+                        out.push(ch.to_ascii_uppercase());
+                        capitalize = false;
+                    } else {
+                        out.push(ch);
+                    }
+                }
+                out
+            }
+            Self::Camel => {
+                let pascal = Self::Pascal.apply(name);
+                let mut chars = pascal.chars();
+                chars.next().map(|c| c.to_ascii_lowercase().to_string() + chars.as_str()).unwrap_or_default()
+            }
+            Self::Kebab => name.replace('_', "-"),
+            Self::ScreamingKebab => name.to_ascii_uppercase().replace('_', "-"),
+        }
+    }
+}
+
+/// Skips the value of a key that is refused, so the rest of the list is still read.
+fn skip_value(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<syn::Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<proc_macro2::TokenStream>()?;
+    }
+    Ok(())
+}
+
+fn meta_key(path: &syn::Path) -> String {
+    quote::ToTokens::to_token_stream(path).to_string().replace(' ', "")
+}
+
+/// `#[serde(..)]` on a field of a state. Only what keeps one value per field
+/// in the payload, read back under the name it was written with, is accepted.
+pub(crate) fn serde_field<'a>(cx: &Ctxt, field: &syn::Ident, attrs: &'a [Attribute]) -> SerdeField<'a> {
+    let mut out = SerdeField::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let mut accepted = true;
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta_key(&meta.path);
+            let refuse = |msg: String| {
+                cx.error_spanned_by(&meta.path, msg);
+                skip_value(&meta)
+            };
+            match key.as_str() {
+                "default" => {
+                    if meta.input.peek(Token![=]) {
+                        lit_str(&meta, "default = \"path::to::function\"")?;
+                    }
+                    out.default = true;
+                    Ok(())
+                }
+                "rename" if meta.input.peek(Token![=]) => {
+                    let lit = lit_str(&meta, "rename = \"amountCents\"")?;
+                    set_once(cx, &mut out.rename, lit, &meta.path, "serde");
+                    Ok(())
+                }
+                "rename" => {
+                    accepted = false;
+                    refuse(
+                        "`rename` takes one name here, as in `#[serde(rename = \"..\")]`: an event is read back under the name it was written with".to_owned(),
+                    )
+                }
+                "alias" => {
+                    out.aliases.push(lit_str(&meta, "alias = \"earlier_name\"")?);
+                    Ok(())
+                }
+                "flatten" => {
+                    accepted = false;
+                    refuse(format!(
+                        "`#[serde(flatten)]` cannot apply to `{field}`: the field is one column of the row, so it is one value of the payload; store a struct in one column with `#[column(json)]`"
+                    ))
+                }
+                "skip" | "skip_serializing" | "skip_deserializing" => {
+                    accepted = false;
+                    refuse(format!(
+                        "`#[serde({key})]` would leave `{field}` out of its stored events, so the log would lose it and a record rebuilt from its events would differ from its row: every field of a state is stored"
+                    ))
+                }
+                "skip_serializing_if" => {
+                    accepted = false;
+                    refuse(format!(
+                        "`#[serde(skip_serializing_if = ..)]` is not supported on `{field}`: the payload holds every field (`None` is stored as `null` and read back as `None`)"
+                    ))
+                }
+                "with" | "serialize_with" | "deserialize_with" => {
+                    accepted = false;
+                    refuse(format!(
+                        "`#[serde({key} = ..)]` is not supported on `{field}`: its column and its payload both take the value through its type; give the value a type with its own `Serialize` and `Deserialize`, stored with `#[column(json)]`"
+                    ))
+                }
+                _ => {
+                    accepted = false;
+                    refuse(format!(
+                        "`#[serde({key})]` is not supported on a field of a state; supported: `default`, `default = \"path\"`, `rename = \"..\"`, `alias = \"..\"`"
+                    ))
+                }
+            }
+        });
+        if let Err(err) = result {
+            cx.syn_error(err);
+            accepted = false;
+        }
+        if accepted {
+            out.attrs.push(attr);
+        }
+    }
+    out
+}
+
+/// `#[serde(..)]` on a variant: `rename_all` only, which names every field
+/// of its event in the payload.
+pub(crate) fn serde_state<'a>(cx: &Ctxt, attrs: &'a [Attribute]) -> SerdeState<'a> {
+    let mut out = SerdeState::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let mut accepted = true;
+        let result = attr.parse_nested_meta(|meta| {
+            let key = meta_key(&meta.path);
+            if key == "rename_all" && meta.input.peek(Token![=]) {
+                let lit = lit_str(&meta, "rename_all = \"camelCase\"")?;
+                match RenameRule::ALL.iter().find(|(name, _)| *name == lit.value()) {
+                    Some(&(_, rule)) if out.rename_all.is_none() => out.rename_all = Some(rule),
+                    Some(_) => {
+                        accepted = false;
+                        cx.error_spanned_by(&meta.path, "duplicate `rename_all` in `#[serde(..)]`");
+                    }
+                    None => {
+                        accepted = false;
+                        let rules = RenameRule::ALL.iter().map(|(n, _)| format!("\"{n}\"")).collect::<Vec<_>>();
+                        cx.error_spanned_by(
+                            &lit,
+                            format_args!("unknown `rename_all` rule `{}`; expected one of {}", lit.value(), rules.join(", ")),
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            accepted = false;
+            let msg = match key.as_str() {
+                "rename_all" => "`rename_all` takes one rule here, as in `#[serde(rename_all = \"camelCase\")]`: an event is read back under the names it was written with".to_owned(),
+                "deny_unknown_fields" => "`#[serde(deny_unknown_fields)]` would make every event stored with a field since removed undecodable: a state's events are read for as long as they are kept".to_owned(),
+                "default" => "`#[serde(default)]` on a state is not supported: put `#[serde(default)]` on each field that stored events may lack".to_owned(),
+                _ => format!(
+                    "`#[serde({key})]` is not supported on a state; supported: `rename_all = \"..\"` here, and `default`, `rename = \"..\"`, `alias = \"..\"` on its fields"
+                ),
+            };
+            cx.error_spanned_by(&meta.path, msg);
+            skip_value(&meta)
+        });
+        if let Err(err) = result {
+            cx.syn_error(err);
+            accepted = false;
+        }
+        if accepted {
+            out.attrs.push(attr);
+        }
+    }
+    out
+}
+
+/// `#[event(version = N, upcast(1 => f, ..))]` on a variant.
+#[derive(Default)]
+pub(crate) struct EventAttrs {
+    /// `version = N`, with its literal for spans.
+    pub(crate) version: Option<syn::LitInt>,
+    /// `upcast(from => function, ..)`: each step from one version to the next.
+    pub(crate) upcasts: Vec<(syn::LitInt, syn::Path)>,
+    /// The `upcast` key, for errors about the whole list.
+    pub(crate) upcast_key: Option<syn::Path>,
+}
+
+/// One `from => function` step of `upcast(..)`.
+struct Step {
+    from: syn::LitInt,
+    function: syn::Path,
+}
+
+impl syn::parse::Parse for Step {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let from = input.parse()?;
+        input.parse::<Token![=>]>()?;
+        let function = input.parse()?;
+        Ok(Self { from, function })
+    }
+}
+
+pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
+    let mut out = EventAttrs::default();
+    for attr in attrs.iter().filter(|a| a.path().is_ident("event")) {
+        if attr.meta.require_list().is_err() {
+            cx.error_spanned_by(attr, "expected `#[event(version = 2, upcast(1 => v1_to_v2))]`");
+            continue;
+        }
+        let result = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("version") {
+                let lit: syn::LitInt = meta.value()?.parse().map_err(|e| {
+                    syn::Error::new(e.span(), "expected a whole number after `version =`, as in `version = 2`")
+                })?;
+                set_once(cx, &mut out.version, lit, &meta.path, "event");
+            } else if meta.path.is_ident("upcast") {
+                if out.upcast_key.is_some() {
+                    cx.error_spanned_by(&meta.path, "duplicate `upcast` in `#[event(..)]`: list every step in one");
+                }
+                let content;
+                syn::parenthesized!(content in meta.input);
+                let steps = Punctuated::<Step, Token![,]>::parse_terminated(&content).map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected steps `from => function`, as in `upcast(1 => v1_to_v2, 2 => v2_to_v3)`",
+                    )
+                })?;
+                out.upcasts.extend(steps.into_iter().map(|s| (s.from, s.function)));
+                out.upcast_key = Some(meta.path.clone());
+            } else {
+                return Err(meta
+                    .error("unknown key in `#[event(..)]`; expected `version = N` or `upcast(from => function, ..)`"));
+            }
+            Ok(())
+        });
+        if let Err(err) = result {
+            cx.syn_error(err);
+        }
+    }
+    out
 }

@@ -47,7 +47,33 @@ pub(crate) fn check<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Analysis<'m,
         check_reachable(cx, machine, &edges, &unresolved);
     }
     let columns = check_columns(cx, machine);
+    check_payload_names(cx, machine);
     Analysis { columns, edges }
+}
+
+/// Within one event, every payload name (renamed, or an alias) reads one field.
+fn check_payload_names(cx: &Ctxt, machine: &Machine<'_>) {
+    for state in &machine.states {
+        let mut seen: HashMap<&str, &syn::Ident> = HashMap::new();
+        for field in &state.fields {
+            for name in std::iter::once(&field.json).chain(&field.aliases) {
+                match seen.insert(&name.value, field.ident) {
+                    Some(first) if first != field.ident => cx.error_at(
+                        name.span,
+                        format_args!(
+                            "payload name `{}` is already taken by `{first}` in `{}`: each name in an event reads one field",
+                            name.value, state.ident
+                        ),
+                    ),
+                    Some(_) if name.explicit => cx.error_at(
+                        name.span,
+                        format_args!("`{}` is already a payload name of `{}`", name.value, field.ident),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
 }
 
 fn is_sql_ident(s: &str) -> bool {
@@ -285,14 +311,14 @@ fn check_columns<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Vec<Column<'m, 
                                 type_key(field.ty)
                             ),
                         );
-                    } else if first.json != field.json {
+                    } else if first.json_column != field.json_column {
                         cx.error_spanned_by(
                             field.ident,
                             format_args!(
                                 "field `{}` is {} in `{owner}` but {} here: mark it the same way in every state",
                                 field.name,
-                                json_word(first.json),
-                                json_word(field.json)
+                                json_word(first.json_column),
+                                json_word(field.json_column)
                             ),
                         );
                     }
@@ -306,7 +332,7 @@ fn check_columns<'m, 'a>(cx: &Ctxt, machine: &'m Machine<'a>) -> Vec<Column<'m, 
             for field in machine.states[s].fields.iter().filter(|f| f.name == column.field.name) {
                 if let Some(path) = &field.index {
                     column.indexed = true;
-                    if column.field.json {
+                    if column.field.json_column {
                         cx.error_spanned_by(
                             path,
                             format_args!(

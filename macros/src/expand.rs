@@ -189,6 +189,7 @@ impl<'m, 'a> Expander<'m, 'a> {
             #[derive(Clone, Debug, PartialEq, #krate::__private::serde::Serialize, #krate::__private::serde::Deserialize)]
             #[serde(crate = #serde_path)]
         };
+        let state_serde = &state.serde;
         let idents: Vec<_> = state.fields.iter().map(|f| f.ident).collect();
         let body = if state.unit {
             quote!(;)
@@ -199,7 +200,8 @@ impl<'m, 'a> Expander<'m, 'a> {
                     let doc = lit(&format!("The `{}` of [`{name}::{}`].", f.name, state.ident));
                     quote!(#[doc = #doc])
                 });
-                quote!(#(#docs)* #fallback #vis #ident: #ty)
+                let serde = &f.serde;
+                quote!(#(#docs)* #fallback #(#serde)* #vis #ident: #ty)
             });
             quote!({ #(#fields,)* })
         };
@@ -218,6 +220,7 @@ impl<'m, 'a> Expander<'m, 'a> {
             #sep
             #[doc = #doc]
             #serde_attrs
+            #(#state_serde)*
             #vis struct #event #body
 
             #[automatically_derived]
@@ -246,17 +249,19 @@ impl<'m, 'a> Expander<'m, 'a> {
         let json = quote!(#krate::__private::serde_json);
         let count = state.fields.len();
         let steps = state.fields.iter().zip(access).map(|(field, access)| {
+            // The payload names the field as its event struct's serde does; the row by its column.
             let key = &field.name;
+            let json_key = &field.json.value;
             // The column's first declaration decides JSON or not; a mismatch is already reported.
             let column = self.analysis.columns.iter().find(|c| c.field.name == field.name);
             let payload =
-                quote!(__payload.insert(::std::string::ToString::to_string(#key), #json::to_value(&#access)?););
+                quote!(__payload.insert(::std::string::ToString::to_string(#json_key), #json::to_value(&#access)?););
             let Some(column) = column else {
                 return payload;
             };
-            if column.field.json {
+            if column.field.json_column {
                 quote! {
-                    __payload.insert(::std::string::ToString::to_string(#key), #json::to_value(&#access)?);
+                    #payload
                     __columns.push((#key, #krate::json_to_value(&#access)?));
                 }
             } else {
@@ -385,7 +390,7 @@ impl<'m, 'a> Expander<'m, 'a> {
         let values = self.analysis.columns.iter().map(|c| {
             let ident = c.field.ident;
             let to_value = column_call(krate, c.field, quote!(to_value));
-            if c.field.json {
+            if c.field.json_column {
                 quote!(#krate::json_to_value(&self.#ident)?)
             } else if Self::wrapped(c) {
                 quote! {
@@ -403,7 +408,7 @@ impl<'m, 'a> Expander<'m, 'a> {
             let key = &c.field.name;
             let ty = Self::row_field_type(c);
             let from_value = column_call(krate, c.field, quote!(from_value));
-            let read = if c.field.json {
+            let read = if c.field.json_column {
                 quote!(#krate::json_from_value::<#ty>(__value))
             } else if Self::wrapped(c) {
                 quote! {
@@ -547,6 +552,7 @@ impl<'m, 'a> Expander<'m, 'a> {
         let name = self.machine.ident;
         let json = quote!(#krate::__private::serde_json);
         let states = &self.machine.states;
+        let empty = states.is_empty();
         let status_arms = states.iter().map(|s| {
             let ident = s.ident;
             quote!(Self::#ident { .. } => #status::#ident)
@@ -567,11 +573,34 @@ impl<'m, 'a> Expander<'m, 'a> {
                 quote!(#status::#ident => #json::from_str::<#event>(payload).map(::core::convert::Into::into))
             }
         });
+        let upcast_arms = states.iter().flat_map(|s| {
+            let ident = s.ident;
+            s.upcasts.iter().map(move |(from, function)| {
+                // The function's own tokens, so that a wrong one is reported on them.
+                let function = quote_spanned!(function.span()=> #function);
+                quote! {
+                    (#status::#ident, #from) => #krate::__upcast(#function, payload)
+                }
+            })
+        });
+        let upcast_body = if empty {
+            quote!({
+                let _ = (from, payload);
+                match status {}
+            })
+        } else {
+            quote! {
+                #[allow(unreachable_patterns)]
+                match (status, from) {
+                    #(#upcast_arms,)*
+                    _ => ::core::result::Result::Ok(payload),
+                }
+            }
+        };
         let state_arms = states.iter().map(|s| {
             let ident = s.ident;
             quote!(#status::#ident => #state_enum::#ident(#krate::Record::__from_row(row)))
         });
-        let empty = states.is_empty();
         // Variants that are not states were reported; this arm only keeps the
         // expansion compiling so that error stands alone.
         let rest = self.machine.incomplete.then(|| quote!(_ => ::core::unreachable!(),));
@@ -618,6 +647,14 @@ impl<'m, 'a> Expander<'m, 'a> {
                     #decode_body
                 }
 
+                fn upcast(
+                    status: #status,
+                    from: u32,
+                    payload: #json::Value,
+                ) -> ::core::result::Result<#json::Value, ::std::string::String> {
+                    #upcast_body
+                }
+
                 fn into_state(row: #row) -> #state_enum {
                     #state_body
                 }
@@ -642,13 +679,32 @@ impl<'m, 'a> Expander<'m, 'a> {
             let was = s.was.iter().map(|w| &w.value);
             let initial = s.initial;
             let doc = &s.doc;
-            let fields = s
+            let version = s.version;
+            let stored: Vec<(&Field<'_>, &Field<'_>)> = s
                 .fields
                 .iter()
-                .filter(|f| self.analysis.columns.iter().any(|c| c.field.name == f.name))
-                .map(|f| &f.name);
+                .filter_map(|f| self.analysis.columns.iter().find(|c| c.field.name == f.name).map(|c| (f, c.field)))
+                .collect();
+            let fields = stored.iter().map(|(f, _)| &f.name);
+            let payload = stored.iter().map(|&(f, column)| {
+                let (name, json) = (&f.name, &f.json.value);
+                let aliases = f.aliases.iter().map(|a| &a.value);
+                let optional = is_option(f.ty);
+                let ty = short_type(option_inner(f.ty).unwrap_or(f.ty));
+                // The column's first declaration decides its storage type, as in
+                // the column list: a mismatch here is already reported.
+                let logical = if column.json_column {
+                    quote!(#krate::LogicalType::Json)
+                } else {
+                    column_call(krate, column, quote!(TYPE))
+                };
+                let default = f.default;
+                quote! {
+                    #krate::FieldDef::__new(#name, #json, &[#(#aliases),*], #ty, #logical, #optional, #default)
+                }
+            });
             quote! {
-                #krate::StateDef::__new(#ident, #db, &[#(#was),*], #initial, #doc, &[#(#fields),*])
+                #krate::StateDef::__new(#ident, #db, &[#(#was),*], #initial, #doc, &[#(#fields),*], &[#(#payload),*], #version)
             }
         });
         let edges = self.analysis.edges.iter().map(|&(from, to)| {
@@ -659,7 +715,7 @@ impl<'m, 'a> Expander<'m, 'a> {
         let columns = self.analysis.columns.iter().map(|c| {
             let key = &c.field.name;
             let ty = c.field.ty;
-            let (logical, nullable) = if c.field.json {
+            let (logical, nullable) = if c.field.json_column {
                 let nullable = is_option(ty);
                 (quote!(#krate::LogicalType::Json), quote!(#nullable))
             } else {
@@ -705,6 +761,41 @@ fn is_option(ty: &syn::Type) -> bool {
         syn::Type::Paren(paren) => is_option(&paren.elem),
         _ => false,
     }
+}
+
+/// The `T` of a type written as `Option<T>`.
+fn option_inner(ty: &syn::Type) -> Option<&syn::Type> {
+    match ty {
+        syn::Type::Group(group) => option_inner(&group.elem),
+        syn::Type::Paren(paren) => option_inner(&paren.elem),
+        syn::Type::Path(path) if is_option(ty) => {
+            let last = path.path.segments.last()?;
+            let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+            args.args.iter().find_map(|arg| match arg {
+                syn::GenericArgument::Type(inner) => Some(inner),
+                _ => None,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A type as written, without whitespace and without paths
+/// (`chrono::DateTime<chrono::Utc>` is `DateTime<Utc>`), so that naming a
+/// type another way is not taken for another type.
+fn short_type(ty: &syn::Type) -> String {
+    let written = check::type_key(ty);
+    let mut out = String::with_capacity(written.len());
+    let mut rest = written.as_str();
+    while let Some(at) = rest.find("::") {
+        out.push_str(&rest[..at]);
+        while out.ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            out.pop();
+        }
+        rest = &rest[at + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The visibility inside a module declared beside the enum that reaches as

@@ -17,6 +17,9 @@ fn valid_declarations_expand_without_errors() {
         "enum A { #[initial] X { #[column(json)] v: Vec<String> }, #[from(X, Y)] Y { #[column(json)] v: Vec<String> } }",
         "#[machine()] enum A { #[initial] X }",
         "pub(crate) enum A { #[initial] #[state(name = \"x1\", was = \"x0\")] X }",
+        "enum A { #[initial] #[serde(rename_all = \"camelCase\")] X { #[serde(default, rename = \"b\", alias = \"c\")] a: i64 } }",
+        "enum A { #[initial] #[event(version = 3, upcast(2 => g, 1 => f))] X { a: Option<i64> } }",
+        "#[serde(tag = \"t\")] enum A { #[initial] X }",
     ] {
         let out = expand_str(src);
         assert!(!out.contains("compile_error"), "{src} expanded with an error");
@@ -60,6 +63,27 @@ fn malformed_declarations_error_without_panicking() {
         "enum A { #[initial] X, #[from(Q)] Y, #[from(Y)] Z, W }",
         "enum Ünïcode { #[initial] X }",
         "enum A { #[initial] X { Big: i64 } }",
+        "enum A { #[initial] X { #[serde] a: i64 } }",
+        "enum A { #[initial] X { #[serde = 1] a: i64 } }",
+        "enum A { #[initial] X { #[serde(flatten, skip, with = \"m\", rename(serialize = \"b\"))] a: i64 } }",
+        "enum A { #[initial] X { #[serde(rename = 1)] a: i64 } }",
+        "enum A { #[initial] X { #[serde(rename = \"b\", rename = \"c\")] a: i64 } }",
+        "enum A { #[initial] X { a: i64, #[serde(alias = \"a\")] b: i64 } }",
+        "enum A { #[initial] #[serde(rename_all = \"shouting\", default)] X { a: i64 } }",
+        "enum A { #[initial] #[serde(rename_all(serialize = \"camelCase\"))] X { a: i64 } }",
+        "enum A { #[initial] #[event] X }",
+        "enum A { #[initial] #[event(version)] X }",
+        "enum A { #[initial] #[event(version = 0)] X }",
+        "enum A { #[initial] #[event(version = \"2\")] X }",
+        "enum A { #[initial] #[event(version = 99999999999)] X }",
+        "enum A { #[initial] #[event(version = 3, upcast(1 => f))] X }",
+        "enum A { #[initial] #[event(version = 2, upcast(1 => f, 1 => g, 0 => h, 2 => i))] X }",
+        "enum A { #[initial] #[event(version = 2, upcast(1 => f), upcast(1 => f))] X }",
+        "enum A { #[initial] #[event(version = 2, upcast(1 f))] X }",
+        "enum A { #[initial] #[event(upcast(1 => f))] X }",
+        "enum A { #[initial] #[event(version = 2, upcast = f)] X }",
+        "enum A { #[initial] #[event(since = 2)] X }",
+        "#[event(version = 2)] enum A { #[initial] X }",
     ];
     for src in cases {
         let out = expand_str(src);

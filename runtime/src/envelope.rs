@@ -13,8 +13,11 @@ pub struct Envelope<M: Machine> {
     pub position: Position,
     /// The record it changed.
     pub record_id: M::Id,
-    /// The event, as the machine's enum.
+    /// The event, as the machine's enum, in its state's current shape.
     pub event: M,
+    /// The version its payload was stored at; one below its state's
+    /// current version was upcast when read (`#[event(upcast(..))]`).
+    pub schema_version: u32,
     /// The state it left (`None` for the event creating the record).
     pub from: Option<M::Status>,
     /// The state it entered, which is also its kind.

@@ -133,6 +133,26 @@ pub enum Error {
         message: String,
     },
 
+    /// A stored event was written at a version of its state's event newer
+    /// than this code declares: a newer release wrote it.
+    #[error(
+        "event at position {position} of {machine} record `{id}` is version {version} of `{state}`, but this code reads up to version {current}: run the release that declares `#[event(version = {version})]` (rolled back code cannot read what the newer one wrote)"
+    )]
+    NewerEvent {
+        /// The machine's name.
+        machine: &'static str,
+        /// The event's position.
+        position: crate::stream::Position,
+        /// The record's id.
+        id: String,
+        /// The state (variant name).
+        state: &'static str,
+        /// The version the event was stored at.
+        version: u32,
+        /// The newest version this code reads.
+        current: u32,
+    },
+
     /// A stored row does not fit the machine's row type (edited by hand, or
     /// written by another version of the declaration).
     #[error("{machine} record `{id}` has a row that cannot be read: {message}; run `Store::audit` to compare it with its events")]

@@ -54,11 +54,13 @@ pub use stream::{
     StreamOptions,
 };
 
+#[doc(hidden)]
+pub use machine::__upcast;
 pub use machine::{
     ColumnError, Encoded, Enters, Event, GeneratedId, Initial, Key, Machine, Metadata, Record, Row, RowHeader, Status,
     Transition, UnknownStatus,
 };
-pub use schema::{ColumnDef, Edge, IdDef, LogicalType, MachineDef, StateDef};
+pub use schema::{ColumnDef, Edge, FieldDef, IdDef, LogicalType, MachineDef, StateDef};
 pub use value::{json_from_value, json_to_value, Column, Value, ValueError};
 
 /// The sqlx this crate is built on. [`Store::pool`], [`Tx`] and
@@ -69,6 +71,84 @@ pub use sqlx;
 
 /// Derives [`Machine`] for an annotated enum. See the crate docs.
 pub use statefold_macros::Machine;
+
+/// Runs an `async fn` taking stores as one test per backend, each in a
+/// fresh database dropped afterwards. See [`testing`] and the crate docs
+/// ("Testing your machines").
+///
+/// ```
+/// use statefold::{Machine, Store};
+///
+/// #[derive(Machine, Clone, Debug, PartialEq)]
+/// enum Lamp {
+///     #[initial]
+///     #[from(On)]
+///     Off,
+///     #[from(Off)]
+///     On,
+/// }
+///
+/// // `lamp_turns_on::sqlite`, and `::postgres` and `::mysql` with those features.
+/// #[statefold::test]
+/// async fn lamp_turns_on(lamps: Store<Lamp>) {
+///     let off = lamps.insert(LampOff).await.unwrap();
+///     assert_eq!(lamps.apply(off.transition(LampOn)).await.unwrap().version(), 2);
+/// }
+/// ```
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use statefold_macros::test;
+
+/// Expands its input when this crate has the `sqlite` feature: tests of
+/// `#[statefold::test]`. Not public API.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(feature = "sqlite")]
+macro_rules! __on_sqlite {
+    ($listed:ident $($test:tt)*) => { $($test)* };
+}
+#[doc(hidden)]
+#[macro_export]
+#[cfg(not(feature = "sqlite"))]
+macro_rules! __on_sqlite {
+    (listed $($test:tt)*) => {
+        ::core::compile_error!("`backends(sqlite)` needs statefold's `sqlite` feature");
+    };
+    (implied $($test:tt)*) => {};
+}
+
+/// As `__on_sqlite`, for the `postgres` feature. Not public API.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(feature = "postgres")]
+macro_rules! __on_postgres {
+    ($listed:ident $($test:tt)*) => { $($test)* };
+}
+#[doc(hidden)]
+#[macro_export]
+#[cfg(not(feature = "postgres"))]
+macro_rules! __on_postgres {
+    (listed $($test:tt)*) => {
+        ::core::compile_error!("`backends(postgres)` needs statefold's `postgres` feature");
+    };
+    (implied $($test:tt)*) => {};
+}
+
+/// As `__on_sqlite`, for the `mysql` feature. Not public API.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(feature = "mysql")]
+macro_rules! __on_mysql {
+    ($listed:ident $($test:tt)*) => { $($test)* };
+}
+#[doc(hidden)]
+#[macro_export]
+#[cfg(not(feature = "mysql"))]
+macro_rules! __on_mysql {
+    (listed $($test:tt)*) => {
+        ::core::compile_error!("`backends(mysql)` needs statefold's `mysql` feature");
+    };
+    (implied $($test:tt)*) => {};
+}
 
 /// `$target` cannot be entered from `$source`: `Enters` holds only if
 /// `(): $gate<'_>`, which nothing implements, so a transition along this

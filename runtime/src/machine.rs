@@ -39,8 +39,27 @@ pub trait Machine: Sized + Send + Sync + 'static {
     /// When the payload does not match the state's fields.
     fn decode(status: Self::Status, payload: &str) -> Result<Self, serde_json::Error>;
 
+    /// Turns a payload of `status`'s event stored at version `from` into
+    /// version `from + 1`, by the upcaster `#[event(upcast(..))]` declares
+    /// for that step (a payload of the current version is returned as is).
+    ///
+    /// # Errors
+    /// The upcaster's error, as text.
+    fn upcast(status: Self::Status, from: u32, payload: serde_json::Value) -> Result<serde_json::Value, String>;
+
     /// Turns a loaded row into the typed handle for its current state.
     fn into_state(row: Self::Row) -> Self::State;
+}
+
+/// Runs one upcaster of `#[event(upcast(..))]`; its signature is the one
+/// the attribute requires, so a function of another is reported on its name.
+/// Used by the derive; not public API.
+#[doc(hidden)]
+pub fn __upcast<E: fmt::Display>(
+    upcaster: fn(serde_json::Value) -> Result<serde_json::Value, E>,
+    payload: serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    upcaster(payload).map_err(|e| e.to_string())
 }
 
 /// A type that can key a machine's records: `i64`, the default, which the

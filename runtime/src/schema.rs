@@ -139,11 +139,18 @@ pub struct StateDef {
     pub doc: &'static str,
     /// The columns this state's event sets, in declaration order.
     pub fields: &'static [&'static str],
+    /// The event's payload as stored: one entry per field, in declaration order.
+    pub payload: &'static [FieldDef],
+    /// The event's current version (`#[event(version = N)]`, else 1): the
+    /// version new events are stored at. Events stored at an earlier one
+    /// are upcast when read.
+    pub version: u32,
 }
 
 impl StateDef {
     /// Used by the derive; not public API.
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     #[must_use]
     pub const fn __new(
         name: &'static str,
@@ -152,8 +159,81 @@ impl StateDef {
         initial: bool,
         doc: &'static str,
         fields: &'static [&'static str],
+        payload: &'static [FieldDef],
+        version: u32,
     ) -> Self {
-        Self { name, db_name, was, initial, doc, fields }
+        Self { name, db_name, was, initial, doc, fields, payload, version }
+    }
+}
+
+/// One field of an event's JSON payload, as stored events hold it.
+///
+/// The migration snapshot keeps these, so that a change that would leave
+/// stored events undecodable is refused before it ships.
+///
+/// ```
+/// # use statefold::Machine;
+/// #[derive(Machine)]
+/// enum Lamp {
+///     #[initial]
+///     #[serde(rename_all = "camelCase")]
+///     On {
+///         max_watts: i32,
+///         #[serde(default)]
+///         label: String,
+///         note: Option<String>,
+///     },
+/// }
+///
+/// let [watts, label, note] = Lamp::DEF.states[0].payload else { panic!() };
+/// assert_eq!((watts.name, watts.json, watts.ty), ("max_watts", "maxWatts", "i32"));
+/// assert!(!watts.optional && !watts.default);
+/// assert!(label.default);
+/// assert!(note.optional && note.ty == "String");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FieldDef {
+    /// The field's (and its column's) name.
+    pub name: &'static str,
+    /// Its name in the payload (`#[serde(rename = "..")]`, `rename_all`).
+    pub json: &'static str,
+    /// Further payload names it is read under (`#[serde(alias = "..")]`).
+    pub aliases: &'static [&'static str],
+    /// Its Rust type as written, without paths and without `Option`.
+    pub ty: &'static str,
+    /// Its storage type.
+    pub logical: LogicalType,
+    /// Whether its type is an `Option` (a payload without it reads `None`).
+    pub optional: bool,
+    /// Whether it has `#[serde(default)]` (a payload without it still decodes).
+    pub default: bool,
+}
+
+impl FieldDef {
+    /// Used by the derive; not public API.
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn __new(
+        name: &'static str,
+        json: &'static str,
+        aliases: &'static [&'static str],
+        ty: &'static str,
+        logical: LogicalType,
+        optional: bool,
+        default: bool,
+    ) -> Self {
+        Self { name, json, aliases, ty, logical, optional, default }
+    }
+
+    /// Whether a payload written without this field still decodes.
+    pub const fn may_be_missing(&self) -> bool {
+        self.optional || self.default
+    }
+
+    /// Whether `name` reads this field.
+    pub fn reads(&self, name: &str) -> bool {
+        self.json == name || self.aliases.contains(&name)
     }
 }
 

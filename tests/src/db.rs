@@ -67,6 +67,10 @@ pub trait TestBackend: Backend {
     /// Runs a hand-written query whose rows are one integer each.
     fn integers(pool: &Pool<Self::Db>, sql: &str) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send;
 
+    /// The first column of each row a query returns, decoded as `String`
+    /// the way a user's own query through `store.pool()` would.
+    fn texts(pool: &Pool<Self::Db>, sql: &str) -> impl Future<Output = Result<Vec<String>, sqlx::Error>> + Send;
+
     /// A pool on the database at `url` whose sessions see the database's
     /// clock `seconds` behind the real one, as a server whose clock
     /// disagrees with the application's would; `None` where a session
@@ -270,6 +274,10 @@ impl TestBackend for Sqlite {
         sqlx::query_scalar(sql).fetch_all(pool).await
     }
 
+    async fn texts(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_all(pool).await
+    }
+
     async fn kill_connections(_: &str) -> Option<usize> {
         None
     }
@@ -314,6 +322,10 @@ impl TestBackend for Postgres {
     }
 
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_all(pool).await
+    }
+
+    async fn texts(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
     }
 
@@ -376,6 +388,10 @@ impl TestBackend for MySql {
     }
 
     async fn integers(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<i64>, sqlx::Error> {
+        sqlx::query_scalar(sql).fetch_all(pool).await
+    }
+
+    async fn texts(pool: &Pool<Self::Db>, sql: &str) -> Result<Vec<String>, sqlx::Error> {
         sqlx::query_scalar(sql).fetch_all(pool).await
     }
 

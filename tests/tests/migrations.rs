@@ -253,3 +253,277 @@ async fn code_ahead_of_its_migrations_on_postgres() {
 async fn code_ahead_of_its_migrations_on_mysql() {
     code_ahead_of_its_migrations::<MySql>().await;
 }
+
+/// Declares a version of the claims machine for the event-schema tests.
+macro_rules! claims {
+    ($($release:ident { $($states:tt)* })*) => {$(
+        mod $release {
+            #[derive(statefold::Machine, Clone, Debug, PartialEq)]
+            #[machine(table = "claims")]
+            pub(crate) enum Claim {
+                #[initial]
+                Filed { customer: String, amount: i64 },
+                $($states)*
+            }
+        }
+    )*};
+}
+
+claims! {
+    // The release every test starts from.
+    base {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String },
+    }
+    // `Approved` gains a field its stored events lack.
+    required_field {
+        #[from(Filed)]
+        Approved { by: String, level: i32 },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String },
+    }
+    // `Rejected` gains `by`, a column `Approved` already has: no SQL changes.
+    field_of_an_existing_column {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String, by: String },
+    }
+    // The same, made safe with a default; and `note`, another existing column, as an `Option`.
+    field_with_a_default {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String, #[serde(default)] by: String, note: Option<String> },
+    }
+    // `Escalated` no longer stores `by` (the column stays, `Approved` sets it).
+    removed_field {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String },
+    }
+    // `Rejected`'s `reason` is now `cause`.
+    renamed_field {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { cause: String },
+    }
+    // The same, reading the stored name.
+    renamed_with_an_alias {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { #[serde(alias = "reason")] cause: String },
+    }
+    // `Escalated`'s `priority` changes type.
+    retyped_field {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: String },
+        #[from(Filed)]
+        Rejected { reason: String },
+    }
+    // `Escalated`'s `note` is no longer optional.
+    required_note {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: String, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String },
+    }
+    // `Escalated`'s `priority` loses its default.
+    priority_without_default {
+        #[from(Filed)]
+        Approved { by: String },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String },
+    }
+    // `Approved` events at version 2, upcast from version 1.
+    approved_v2 {
+        #[from(Filed)]
+        #[event(version = 2, upcast(1 => super::add_level))]
+        Approved { by: String, level: i32 },
+        #[from(Filed)]
+        Escalated { by: String, note: Option<String>, #[serde(default)] priority: i32 },
+        #[from(Filed)]
+        Rejected { reason: String },
+    }
+}
+
+/// Version 1 -> 2 of `Approved`: level 1 for approvals stored before levels.
+fn add_level(mut payload: serde_json::Value) -> Result<serde_json::Value, String> {
+    payload.as_object_mut().ok_or("not an object")?.insert("level".into(), 1.into());
+    Ok(payload)
+}
+
+/// A migrations directory that has reached `base`.
+fn migrated_to_base(test: &str) -> (TempDir, Migrations<Sqlite>) {
+    let root = TempDir::new(test);
+    let migrations = Migrations::<Sqlite>::new(&root.0);
+    written(migrations.generate(&[base::Claim::DEF], &Generate::default()).unwrap());
+    (root, migrations)
+}
+
+/// The refusal of `check` and of `generate`, the same, with nothing written.
+fn refused(migrations: &Migrations<Sqlite>, def: &'static statefold::MachineDef) -> Vec<String> {
+    let before = std::fs::read_dir(migrations.dir()).unwrap().count();
+    let snapshot = migrations.snapshot().unwrap();
+    let checked = migrations.check(&[def]).unwrap_err();
+    let generated = migrations.generate(&[def], &Generate::default().allow_destructive(true)).unwrap_err();
+    assert_eq!(checked.to_string(), generated.to_string());
+    assert_eq!(std::fs::read_dir(migrations.dir()).unwrap().count(), before, "nothing is written");
+    assert_eq!(migrations.snapshot().unwrap(), snapshot, "the snapshot is unchanged");
+    let MigrationError::Undecodable { refused } = checked else { panic!("expected a refusal, got {checked}") };
+    refused.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_new_field_without_a_default_is_refused() {
+    let (_root, migrations) = migrated_to_base("required");
+    let refused = refused(&migrations, required_field::Claim::DEF);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let text = &refused[0];
+    assert!(text.starts_with("`Claim::Approved` event: new field `level: i32`"), "{text}");
+    for fix in ["declare it `Option<i32>`", "`#[serde(default)]`", "upcaster"] {
+        assert!(text.contains(fix), "{text} should suggest {fix}");
+    }
+}
+
+/// The column exists already, so no SQL changes: the event's payload does.
+#[test]
+fn a_new_field_on_an_existing_column_is_refused() {
+    let (_root, migrations) = migrated_to_base("existing_column");
+    let plan = migrations.plan(&[field_of_an_existing_column::Claim::DEF]).unwrap();
+    assert!(plan.changes.is_empty(), "no SQL changes: {:?}", plan.changes);
+    let refused = refused(&migrations, field_of_an_existing_column::Claim::DEF);
+    assert!(refused[0].starts_with("`Claim::Rejected` event: new field `by: String`"), "{refused:?}");
+}
+
+#[test]
+fn a_new_field_with_a_default_or_optional_is_recorded_without_sql() {
+    let (_root, migrations) = migrated_to_base("defaults");
+    let def = field_with_a_default::Claim::DEF;
+    let drift = migrations.check(&[def]).unwrap_err();
+    assert!(matches!(&drift, MigrationError::Drift { .. }), "{drift}");
+    let Generated::Recorded { changes } = migrations.generate(&[def], &Generate::default()).unwrap() else {
+        panic!("only the snapshot changes");
+    };
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert!(changes[0].contains("`Claim::Rejected` event: new field `by: String`"), "{changes:?}");
+    assert!(changes[1].contains("new field `note: Option<String>`"), "{changes:?}");
+    assert_eq!(std::fs::read_dir(migrations.dir()).unwrap().count(), 2, "one migration and the snapshot");
+    migrations.check(&[def]).unwrap();
+    assert_eq!(migrations.generate(&[def], &Generate::default()).unwrap(), Generated::UpToDate);
+}
+
+#[test]
+fn a_removed_field_loses_what_stored_events_say() {
+    let (_root, migrations) = migrated_to_base("removed");
+    let def = removed_field::Claim::DEF;
+    let refused = migrations.generate(&[def], &Generate::default()).unwrap_err();
+    let MigrationError::Destructive { losses } = &refused else { panic!("expected a loss, got {refused}") };
+    assert_eq!(losses.len(), 1, "{losses:?}");
+    assert!(losses[0].starts_with("`Claim::Escalated` event: field `by` is no longer declared"), "{losses:?}");
+    assert!(losses[0].contains("keep the field"), "{losses:?}");
+    let allowed = migrations.generate(&[def], &Generate::default().allow_destructive(true)).unwrap();
+    assert!(matches!(allowed, Generated::Recorded { .. }), "{allowed:?}");
+}
+
+#[test]
+fn a_renamed_field_is_refused_unless_the_stored_name_is_read() {
+    let (_root, migrations) = migrated_to_base("renamed");
+    let refused = refused(&migrations, renamed_field::Claim::DEF);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].starts_with("`Claim::Rejected` event: field `reason` renamed to `cause`"), "{refused:?}");
+    assert!(refused[0].contains("`#[serde(alias = \"reason\")]` on `cause`"), "{refused:?}");
+    let plan = migrations.plan(&[renamed_with_an_alias::Claim::DEF]).unwrap();
+    assert!(plan.refused().is_empty(), "{:?}", plan.refused());
+    assert!(plan.events[0].to_string().contains("is named `cause` in new events"), "{:?}", plan.events);
+}
+
+#[test]
+fn a_changed_type_is_refused() {
+    let (_root, migrations) = migrated_to_base("retyped");
+    let refused = refused(&migrations, retyped_field::Claim::DEF);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("`Claim::Escalated` event: field `priority` changes type from i32 to String"),
+        "{refused:?}"
+    );
+    assert!(refused[0].contains("keep the type"), "{refused:?}");
+}
+
+#[test]
+fn an_option_made_required_is_refused() {
+    let (_root, migrations) = migrated_to_base("required_note");
+    let refused = refused(&migrations, required_note::Claim::DEF);
+    assert!(refused[0].starts_with("`Claim::Escalated` event: field `note` is no longer an `Option`"), "{refused:?}");
+    assert!(refused[0].contains("keep it `Option<String>`"), "{refused:?}");
+}
+
+#[test]
+fn a_lost_default_is_refused() {
+    let (_root, migrations) = migrated_to_base("lost_default");
+    let refused = refused(&migrations, priority_without_default::Claim::DEF);
+    assert!(
+        refused[0].starts_with("`Claim::Escalated` event: field `priority` loses `#[serde(default)]`"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn a_new_event_version_with_upcasters_accepts_the_change_and_cannot_go_back() {
+    let (_root, migrations) = migrated_to_base("versions");
+    let Generated::Written { changes, .. } =
+        migrations.generate(&[approved_v2::Claim::DEF], &Generate::default()).unwrap()
+    else {
+        panic!("the new column needs a migration");
+    };
+    assert!(
+        changes
+            .iter()
+            .any(|c| c == "`Claim::Approved` event: version 2 (events stored at version 1 are upcast when read)"),
+        "{changes:?}"
+    );
+    let refused = refused(&migrations, base::Claim::DEF);
+    assert!(refused[0].contains("version goes back from 2 to 1"), "{refused:?}");
+    assert!(refused[0].contains("keep `#[event(version = 2)]`"), "{refused:?}");
+}
+
+#[test]
+fn snapshots_without_event_payloads_still_load() {
+    let root = TempDir::new("format_1");
+    let migrations = Migrations::<Sqlite>::new(&root.0);
+    std::fs::create_dir_all(migrations.dir()).unwrap();
+    let old = r#"{"format": 1, "version": 1, "support": 3, "machines": [{"name": "Claim", "table": "claims",
+        "events_table": "claim_events", "id": "i64", "id_generated": true, "statuses": ["filed"],
+        "columns": [{"name": "customer", "ty": "text", "nullable": false, "indexed": false}]}]}"#;
+    std::fs::write(migrations.dir().join(statefold::migrate::SNAPSHOT_FILE), old).unwrap();
+    let snapshot = migrations.snapshot().unwrap();
+    assert!(snapshot.machines[0].events.is_empty());
+    let plan = migrations.plan(&[base::Claim::DEF]).unwrap();
+    assert!(plan.events.is_empty(), "nothing to compare with: {:?}", plan.events);
+    assert!(plan.changes.iter().any(|c| matches!(c, statefold::migrate::Change::AddEventVersions { .. })));
+}

@@ -32,6 +32,7 @@ fn sqlite_schema_of_orders() {
     `payload` TEXT NOT NULL,
     `metadata` TEXT NOT NULL,
     `created_at` TEXT NOT NULL,
+    `schema_version` INTEGER NOT NULL DEFAULT 1,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
 ) STRICT",
             "CREATE INDEX IF NOT EXISTS `orders_status_idx` ON `orders` (`status`, `id`)",
@@ -68,6 +69,7 @@ fn postgres_schema_of_orders() {
     "payload" JSONB NOT NULL,
     "metadata" JSONB NOT NULL,
     "created_at" TIMESTAMPTZ NOT NULL,
+    "schema_version" BIGINT NOT NULL DEFAULT 1,
     "tx" xid8 NOT NULL DEFAULT pg_current_xact_id(),
     CONSTRAINT "order_events_record_version_key" UNIQUE ("record_id", "version")
 )"#,
@@ -97,7 +99,7 @@ fn mysql_schema_of_orders() {
     CONSTRAINT `orders_status_check` CHECK (`status` IN ('placed', 'paid', 'shipped', 'cancelled', 'delivered')),
     KEY `orders_status_idx` (`status`, `id`),
     KEY `orders_customer_idx` (`customer`(255))
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
             r"CREATE TABLE IF NOT EXISTS `order_events` (
     `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     `record_id` BIGINT NOT NULL,
@@ -108,8 +110,9 @@ fn mysql_schema_of_orders() {
     `payload` JSON NOT NULL,
     `metadata` JSON NOT NULL,
     `created_at` DATETIME(6) NOT NULL,
+    `schema_version` BIGINT NOT NULL DEFAULT 1,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
         ]
     );
 }
@@ -121,8 +124,11 @@ fn caller_keys_take_the_key_type() {
     assert_eq!(first_lines(Postgres::records_table_sql(Ticket::DEF))[1], r#"    "id" UUID PRIMARY KEY,"#);
     assert_eq!(first_lines(MySql::records_table_sql(Ticket::DEF))[1], "    `id` CHAR(36) NOT NULL PRIMARY KEY,");
     assert_eq!(first_lines(Postgres::records_table_sql(Account::DEF))[1], r#"    "id" TEXT PRIMARY KEY,"#);
-    assert_eq!(first_lines(MySql::records_table_sql(Account::DEF))[1], "    `id` VARCHAR(255) NOT NULL PRIMARY KEY,");
-    assert!(MySql::events_table_sql(Account::DEF).contains("`record_id` VARCHAR(255) NOT NULL"));
+    assert_eq!(
+        first_lines(MySql::records_table_sql(Account::DEF))[1],
+        "    `id` VARBINARY(1020) NOT NULL PRIMARY KEY,"
+    );
+    assert!(MySql::events_table_sql(Account::DEF).contains("`record_id` VARBINARY(1020) NOT NULL"));
     assert!(Postgres::events_table_sql(Ticket::DEF).contains(r#""record_id" UUID NOT NULL"#));
 }
 

@@ -1,4 +1,4 @@
-//! Compile-time behaviour of `#[derive(Machine)]`: what compiles, and the
+//! Compile-time behaviour of `#[derive(Machine)]` and `#[statefold::test]`: what compiles, and the
 //! exact errors for what does not. Regenerate `.stderr` files with
 //! `TRYBUILD=overwrite cargo test -p statefold-ui --test ui`, then read the diff.
 
@@ -10,7 +10,19 @@ fn ui() {
     std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
     let t = trybuild::TestCases::new();
     t.pass("pass/*.rs");
-    for topic in ["shape", "attr", "states", "names", "columns", "transitions", "store", "paths", "reporting"] {
+    for topic in [
+        "shape",
+        "attr",
+        "states",
+        "names",
+        "columns",
+        "transitions",
+        "store",
+        "paths",
+        "reporting",
+        "evolution",
+        "test",
+    ] {
         t.compile_fail(format!("{topic}/*.rs"));
     }
 }

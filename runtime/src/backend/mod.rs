@@ -11,6 +11,7 @@
 
 pub(crate) mod log;
 pub(crate) mod render;
+mod scratch;
 mod write;
 
 #[cfg(feature = "mysql")]

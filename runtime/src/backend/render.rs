@@ -24,8 +24,20 @@ impl<B: Backend> Params<B> {
 }
 
 /// The events table's columns, in the order the store reads them.
-pub(crate) const EVENT_COLUMNS: [&str; 9] =
-    ["id", "record_id", "kind", "from_status", "to_status", "version", "payload", "metadata", "created_at"];
+/// `schema_version` is the version of the event's payload (1 for tables
+/// created before event versions, by the column's default).
+pub(crate) const EVENT_COLUMNS: [&str; 10] = [
+    "id",
+    "record_id",
+    "kind",
+    "from_status",
+    "to_status",
+    "version",
+    "payload",
+    "metadata",
+    "created_at",
+    "schema_version",
+];
 
 /// The types of a records row as the store reads it: header, then payload columns.
 pub(crate) fn row_types(def: &MachineDef) -> Vec<LogicalType> {
@@ -39,7 +51,7 @@ pub(crate) fn row_types(def: &MachineDef) -> Vec<LogicalType> {
 /// straight into the event and [`Metadata`](crate::Metadata) types.
 pub(crate) fn event_types(def: &MachineDef) -> Vec<LogicalType> {
     use LogicalType::{Text, Timestamp, I64};
-    vec![I64, def.id.ty, Text, Text, Text, I64, Text, Text, Timestamp]
+    vec![I64, def.id.ty, Text, Text, Text, I64, Text, Text, Timestamp, I64]
 }
 
 /// Quoted, comma-separated identifiers.
@@ -160,7 +172,7 @@ fn event_insert_columns<B: Backend>() -> String {
 }
 
 /// `INSERT INTO events (..) VALUES (..)`, binds
-/// `record_id, kind, from, to, version, payload, metadata, at`
+/// `record_id, kind, from, to, version, payload, metadata, at, schema version`
 /// (see [`Write::event_values_binds`](super::Write::event_values_binds)).
 #[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn insert_event_values<B: Backend>(def: &MachineDef, p: &mut Params<B>) -> String {
@@ -175,15 +187,15 @@ pub(crate) fn insert_event_values<B: Backend>(def: &MachineDef, p: &mut Params<B
 
 /// `INSERT INTO events (..) SELECT .. FROM source`, taking the record id and
 /// version from `source` (a CTE over the written row). Binds
-/// `kind, from, to, payload, metadata, at`
+/// `kind, from, to, payload, metadata, at, schema version`
 /// (see [`Write::event_select_binds`](super::Write::event_select_binds)).
 #[cfg(feature = "postgres")]
 pub(crate) fn insert_event_select<B: Backend>(def: &MachineDef, source: &str, p: &mut Params<B>) -> String {
     let q = B::quote_ident;
     let (kind, from, to) = (p.next(), p.next(), p.next());
-    let (payload, metadata, at) = (p.next(), p.next(), p.next());
+    let (payload, metadata, at, schema) = (p.next(), p.next(), p.next(), p.next());
     format!(
-        "INSERT INTO {} ({}) SELECT {}, {kind}, {from}, {to}, {}, {payload}, {metadata}, {at} FROM {}",
+        "INSERT INTO {} ({}) SELECT {}, {kind}, {from}, {to}, {}, {payload}, {metadata}, {at}, {schema} FROM {}",
         q(def.events_table),
         event_insert_columns::<B>(),
         q("id"),
@@ -337,7 +349,7 @@ pub(crate) fn record_body<B: Backend>(def: &MachineDef, status_type: &str) -> Ve
 }
 
 /// The events table's elements after its position column: `record_id` (of
-/// `key_type`) through `created_at`, with the name columns of `name_type`.
+/// `key_type`) through `schema_version`, with the name columns of `name_type`.
 pub(crate) fn event_body<B: Backend>(key_type: &str, name_type: &str) -> Vec<String> {
     let q = B::quote_ident;
     let (int, json, time) =
@@ -351,7 +363,14 @@ pub(crate) fn event_body<B: Backend>(key_type: &str, name_type: &str) -> Vec<Str
         format!("{} {json} NOT NULL", q("payload")),
         format!("{} {json} NOT NULL", q("metadata")),
         format!("{} {time} NOT NULL", q("created_at")),
+        schema_version_column::<B>(),
     ]
+}
+
+/// The events table's `schema_version` column: events written before it
+/// existed are at version 1.
+pub(crate) fn schema_version_column<B: Backend>() -> String {
+    format!("{} {} NOT NULL DEFAULT 1", B::quote_ident("schema_version"), B::column_type(LogicalType::I64))
 }
 
 /// The events table's `UNIQUE (record_id, version)` constraint, which also

@@ -39,6 +39,8 @@ pub struct Write {
     pub payload: Value,
     /// The event's JSON metadata.
     pub metadata: Value,
+    /// The version of the event's payload (its state's current version).
+    pub schema_version: Value,
     /// The channel to notify at commit, when the store wakes other processes.
     pub notify: Option<Value>,
 }
@@ -95,12 +97,13 @@ impl Write {
             columns: self.columns.clone(),
             payload: self.payload.clone(),
             metadata: self.metadata.clone(),
+            schema_version: self.schema_version.clone(),
             notify: self.notify.clone(),
         })
     }
 
     /// Binds of a transition by id on PostgreSQL: `status, at, columns, id,
-    /// source names, their current names, kind, to, payload, metadata, at`.
+    /// source names, their current names, kind, to, payload, metadata, at, schema version`.
     #[cfg(feature = "postgres")]
     pub(crate) fn by_id_binds(&self) -> Vec<Bind<'_>> {
         let mut binds = Vec::with_capacity(10 + self.columns.len());
@@ -115,12 +118,14 @@ impl Write {
             (&self.payload, LogicalType::Json),
             (&self.metadata, LogicalType::Json),
             (&self.at, LogicalType::Timestamp),
+            (&self.schema_version, LogicalType::I64),
         ]);
         binds
     }
 
-    /// Binds of [`render::insert_event_select`](super::render::insert_event_select): `kind, from, to, payload, metadata, at`.
-    pub(crate) fn event_select_binds(&self) -> [Bind<'_>; 6] {
+    /// Binds of [`render::insert_event_select`](super::render::insert_event_select):
+    /// `kind, from, to, payload, metadata, at, schema version`.
+    pub(crate) fn event_select_binds(&self) -> [Bind<'_>; 7] {
         [
             (&self.status, LogicalType::Text),
             (self.from.as_ref().unwrap_or(&Value::Null), LogicalType::Text),
@@ -128,15 +133,16 @@ impl Write {
             (&self.payload, LogicalType::Json),
             (&self.metadata, LogicalType::Json),
             (&self.at, LogicalType::Timestamp),
+            (&self.schema_version, LogicalType::I64),
         ]
     }
 
     /// Binds of [`render::insert_event_values`](super::render::insert_event_values):
-    /// `record_id, kind, from, to, version, payload, metadata, at`.
+    /// `record_id, kind, from, to, version, payload, metadata, at, schema version`.
     #[cfg(any(feature = "sqlite", feature = "mysql"))]
-    pub(crate) fn event_values_binds<'a>(&'a self, record_id: &'a Value, version: &'a Value) -> [Bind<'a>; 8] {
-        let [kind, from, to, payload, metadata, at] = self.event_select_binds();
-        [(record_id, self.id_type), kind, from, to, (version, LogicalType::I64), payload, metadata, at]
+    pub(crate) fn event_values_binds<'a>(&'a self, record_id: &'a Value, version: &'a Value) -> [Bind<'a>; 9] {
+        let [kind, from, to, payload, metadata, at, schema] = self.event_select_binds();
+        [(record_id, self.id_type), kind, from, to, (version, LogicalType::I64), payload, metadata, at, schema]
     }
 }
 

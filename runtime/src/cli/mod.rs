@@ -455,6 +455,13 @@ impl Cli {
                     Generated::UpToDate => {
                         writeln!(out, "no changes: {} is up to date with the code", dir.display()).map_err(io)?;
                     }
+                    Generated::Recorded { changes } => {
+                        let snapshot = dir.join(crate::migrate::SNAPSHOT_FILE);
+                        writeln!(out, "updated {} (no SQL needed)", snapshot.display()).map_err(io)?;
+                        for change in changes {
+                            writeln!(out, "  * {change}").map_err(io)?;
+                        }
+                    }
                     Generated::Written { path, changes } => {
                         writeln!(out, "wrote {}", path.display()).map_err(io)?;
                         for change in changes {

@@ -215,6 +215,11 @@ impl<B: Backend> Dispatcher<B> {
         self
     }
 
+    /// The fault injector, if any: how many faults it injected.
+    pub fn fate(&self) -> Option<&Fate> {
+        self.fate.as_deref()
+    }
+
     /// Dispatches until `shutdown` completes, then gives up the lease.
     ///
     /// Database errors are logged and retried with backoff; only a missing

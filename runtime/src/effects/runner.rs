@@ -174,6 +174,11 @@ impl<B: Backend> Runner<B> {
         self
     }
 
+    /// The fault injector, if any: how many faults it injected.
+    pub fn fate(&self) -> Option<&Fate> {
+        self.fate.as_deref()
+    }
+
     /// Runs `effects` under `key` in a transaction of its own.
     ///
     /// # Errors

@@ -126,6 +126,11 @@ pub(crate) fn statements<D: Dialect>(old: &Snapshot, plan: &Plan) -> Vec<String>
         match change {
             Change::CreateSupportTables => out.extend(D::support_tables_sql()),
             Change::CreateMachine { def } => out.extend(D::create_tables_sql(def)),
+            Change::AddEventVersions { def } => out.push(format!(
+                "ALTER TABLE {} ADD COLUMN {}",
+                q(def.events_table),
+                render::schema_version_column::<D>()
+            )),
             Change::DropMachine { old } => {
                 out.push(format!("DROP TABLE {}", q(&old.events_table)));
                 out.push(format!("DROP TABLE {}", q(&old.table)));
@@ -171,7 +176,10 @@ fn altered(change: &Change) -> Option<&'static MachineDef> {
         | Change::ChangeNullability { def, .. }
         | Change::AddIndex { def, .. }
         | Change::DropIndex { def, .. } => Some(def),
-        Change::CreateSupportTables | Change::CreateMachine { .. } | Change::DropMachine { .. } => None,
+        Change::CreateSupportTables
+        | Change::CreateMachine { .. }
+        | Change::AddEventVersions { .. }
+        | Change::DropMachine { .. } => None,
     }
 }
 

@@ -1,8 +1,8 @@
 //! What changed between the migrated schema and the code, as a list of
 //! [`Change`]s, each known to be safe or to lose data.
 
-use super::snapshot::{statuses, ColumnSnapshot, MachineSnapshot, Snapshot};
-use crate::schema::{ColumnDef, MachineDef};
+use super::snapshot::{statuses, ColumnSnapshot, EventSnapshot, FieldSnapshot, MachineSnapshot, Snapshot};
+use crate::schema::{ColumnDef, FieldDef, MachineDef, StateDef};
 use std::fmt;
 
 /// One step from the migrated schema towards the code's.
@@ -14,6 +14,13 @@ pub enum Change {
     CreateSupportTables,
     /// A new machine: create its tables and indexes.
     CreateMachine {
+        /// The machine as declared.
+        def: &'static MachineDef,
+    },
+    /// A machine migrated before event versions: add `schema_version` to its
+    /// events table (1 for the events it holds), and record its events'
+    /// payloads in the snapshot.
+    AddEventVersions {
         /// The machine as declared.
         def: &'static MachineDef,
     },
@@ -121,6 +128,7 @@ impl Change {
         match self {
             Self::CreateSupportTables => "create_support_tables".to_owned(),
             Self::CreateMachine { def } => format!("create_{}", def.table),
+            Self::AddEventVersions { def } => format!("{}_add_schema_version", def.events_table),
             Self::DropMachine { old } => format!("drop_{}", old.table),
             Self::ChangeStatuses { def, .. } => format!("{}_states", def.table),
             Self::RenameState { def, to, .. } => format!("{}_rename_{to}", def.table),
@@ -143,6 +151,11 @@ impl fmt::Display for Change {
             Self::CreateMachine { def } => {
                 write!(f, "create machine `{}` (tables `{}`, `{}`)", def.name, def.table, def.events_table)
             }
+            Self::AddEventVersions { def } => write!(
+                f,
+                "`{}`: add column `schema_version` (events stored so far are version 1), and record the events' payloads",
+                def.events_table
+            ),
             Self::DropMachine { old } => {
                 write!(f, "drop machine `{}` (tables `{}`, `{}`)", old.name, old.table, old.events_table)
             }
@@ -202,6 +215,40 @@ impl fmt::Display for Unsupported {
     }
 }
 
+/// A change to the payload of a state's event since the snapshot. It needs
+/// no SQL, but the snapshot must record it; some would leave events already
+/// stored undecodable, and are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventChange {
+    /// The machine's name.
+    pub machine: &'static str,
+    /// The state's variant name.
+    pub state: &'static str,
+    /// The field's payload name, as stored events hold it (or as declared, for a new
+    /// one); empty for a change of the whole event (its version).
+    pub field: String,
+    /// What changed.
+    pub what: String,
+    /// Why events already stored would no longer decode, and how to make the
+    /// change safe; `None` when they still decode.
+    pub refused: Option<String>,
+    /// What events already stored would no longer show (a removed field:
+    /// they decode, without it), and how to keep it; allowed with
+    /// [`Generate::allow_destructive`](super::Generate::allow_destructive).
+    pub loses: Option<String>,
+}
+
+impl fmt::Display for EventChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}::{}` event: {}", self.machine, self.state, self.what)?;
+        if let Some(why) = self.refused.as_ref().or(self.loses.as_ref()) {
+            write!(f, ": {why}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The changes from a snapshot to the code, in the order a migration applies them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -209,6 +256,8 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Changes that need a hand-written migration.
     pub unsupported: Vec<Unsupported>,
+    /// Changes to the events' payloads, safe or refused.
+    pub events: Vec<EventChange>,
 }
 
 impl Plan {
@@ -234,12 +283,18 @@ impl Plan {
 
     /// Whether the code and the snapshot agree.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty() && self.unsupported.is_empty()
+        self.changes.is_empty() && self.unsupported.is_empty() && self.events.is_empty()
+    }
+
+    /// The event changes that would leave stored events undecodable.
+    pub fn refused(&self) -> Vec<EventChange> {
+        self.events.iter().filter(|e| e.refused.is_some()).cloned().collect()
     }
 
     /// What the changes would lose, one line each.
     pub fn losses(&self) -> Vec<String> {
-        self.changes.iter().filter_map(Change::loss).collect()
+        let events = self.events.iter().filter(|e| e.loses.is_some()).map(ToString::to_string);
+        self.changes.iter().filter_map(Change::loss).chain(events).collect()
     }
 
     fn unsupported(&mut self, def: &MachineDef, reason: String) {
@@ -281,6 +336,17 @@ impl Plan {
             for &was in state.was {
                 if before.statuses.iter().any(|s| s == was) {
                     self.changes.push(Change::RenameState { def, from: was.to_owned(), to: state.db_name });
+                }
+            }
+        }
+
+        if before.events.is_empty() {
+            self.changes.push(Change::AddEventVersions { def });
+        } else {
+            for state in def.states {
+                let old = std::iter::once(state.db_name).chain(state.was.iter().copied()).find_map(|n| before.event(n));
+                if let Some(old) = old {
+                    self.event(def, state, old);
                 }
             }
         }
@@ -345,6 +411,160 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Compares a state's payload with the one its stored events hold.
+    fn event(&mut self, def: &MachineDef, state: &'static StateDef, old: &EventSnapshot) {
+        let mut push = |field: &str, what: String, refused: Option<String>| {
+            self.events.push(EventChange {
+                machine: def.name,
+                state: state.name,
+                field: field.to_owned(),
+                what,
+                refused,
+                loses: None,
+            });
+        };
+        if state.version != old.version {
+            let (what, refused) = if state.version > old.version {
+                let what = format!(
+                    "version {} (events stored at version {} are upcast when read)",
+                    state.version, old.version
+                );
+                (what, None)
+            } else {
+                let refused = format!(
+                    "events are stored at version {}, which this code would not read: keep `#[event(version = {})]` with its upcasters",
+                    old.version, old.version
+                );
+                (format!("version goes back from {} to {}", old.version, state.version), Some(refused))
+            };
+            push("", what, refused);
+            return;
+        }
+        let reader = |o: &FieldSnapshot| state.payload.iter().find(|f| f.reads(&o.json));
+        // Stored fields no field reads any more: removed, or renamed without an alias.
+        let orphans: Vec<&FieldSnapshot> = old.fields.iter().filter(|o| reader(o).is_none()).collect();
+        let mut renamed: Vec<&str> = Vec::new();
+        for field in state.payload {
+            let Some(o) = old.fields.iter().find(|o| field.reads(&o.json)) else {
+                let twin = orphans
+                    .iter()
+                    .find(|o| o.ty == field.ty && o.logical == field.logical && !renamed.contains(&o.json.as_str()));
+                let what = format!("new field `{}: {}`", field.json, written(field));
+                if let Some(o) = twin {
+                    renamed.push(o.json.as_str());
+                    let refused = format!(
+                        "it looks like `{}` renamed, and the events stored before carry `{}`: read them with `#[serde(alias = \"{}\")]` on `{}`, or keep the stored name with `#[serde(rename = \"{}\")]`",
+                        o.json, o.json, o.json, field.name, o.json
+                    );
+                    push(&o.json, format!("field `{}` renamed to `{}`", o.json, field.json), Some(refused));
+                } else if field.may_be_missing() {
+                    push(field.json, what, None);
+                } else {
+                    let refused = format!(
+                        "events stored before it lack `{}`, so they would no longer decode: declare it `Option<{}>`, or give it `#[serde(default)]` (a value for the events without it), or give the state a new event version with an upcaster that adds it",
+                        field.json, field.ty
+                    );
+                    push(field.json, what, Some(refused));
+                }
+                continue;
+            };
+            if (o.ty.as_str(), o.logical) != (field.ty, field.logical) {
+                let refused = format!(
+                    "events stored before hold `{}` as {}, which no longer decodes as {}: keep the type, or store the new value in a new field (an `Option`, or with `#[serde(default)]`), or give the state a new event version with an upcaster that converts it",
+                    o.json,
+                    o.ty,
+                    field.ty
+                );
+                push(
+                    &o.json,
+                    format!("field `{}` changes type from {} to {}", o.json, o.written(), written(field)),
+                    Some(refused),
+                );
+                continue;
+            }
+            if o.optional && !field.optional {
+                let refused = format!(
+                    "events stored before may hold `null` for it, which no longer decodes: keep it `Option<{}>`, or give the state a new event version with an upcaster that fills it",
+                    field.ty
+                );
+                push(&o.json, format!("field `{}` is no longer an `Option`", o.json), Some(refused));
+                continue;
+            }
+            if let Some(alias) = o.aliases.iter().find(|a| !field.reads(a)) {
+                let refused = format!(
+                    "events stored under that name no longer decode: keep `#[serde(alias = \"{alias}\")]` on `{}`",
+                    field.name
+                );
+                push(&o.json, format!("field `{}` is no longer read as `{alias}`", o.json), Some(refused));
+                continue;
+            }
+            if o.default && !field.may_be_missing() {
+                let refused = format!(
+                    "events stored before it was added may lack `{}`, which no longer decodes: keep `#[serde(default)]`",
+                    o.json
+                );
+                push(&o.json, format!("field `{}` loses `#[serde(default)]`", o.json), Some(refused));
+                continue;
+            }
+            if FieldSnapshot::of(field) != *o {
+                push(&o.json, describe_field_change(o, field), None);
+            }
+        }
+        for o in orphans.iter().filter(|o| !renamed.contains(&o.json.as_str())) {
+            let loses = format!(
+                "events stored before carry `{}`: history, `as_of` and the audit would no longer see the value they set; keep the field (an `Option` if new events leave it empty), or give the state a new event version with an upcaster that drops it",
+                o.json
+            );
+            self.events.push(EventChange {
+                machine: def.name,
+                state: state.name,
+                field: o.json.clone(),
+                what: format!("field `{}` is no longer declared", o.json),
+                refused: None,
+                loses: Some(loses),
+            });
+        }
+    }
+}
+
+/// A field's type as people write it.
+fn written(field: &FieldDef) -> String {
+    if field.optional {
+        format!("Option<{}>", field.ty)
+    } else {
+        field.ty.to_owned()
+    }
+}
+
+/// A safe change to a field, in words.
+fn describe_field_change(old: &FieldSnapshot, field: &FieldDef) -> String {
+    let mut parts = Vec::new();
+    if old.json != field.json {
+        parts.push(format!("is named `{}` in new events (stored ones are read through an alias)", field.json));
+    }
+    if !old.optional && field.optional {
+        parts.push(format!("becomes `{}`", written(field)));
+    }
+    if !old.default && field.default {
+        parts.push("gains `#[serde(default)]`".to_owned());
+    }
+    let aliases: Vec<&str> = field.aliases.iter().copied().filter(|a| !old.aliases.iter().any(|o| o == a)).collect();
+    if !aliases.is_empty() {
+        parts.push(format!(
+            "is also read as {}",
+            aliases.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if old.name != field.name {
+        parts.push(format!("is stored in column `{}`", field.name));
+    }
+    if parts.is_empty() {
+        parts.push("changes how it is declared".to_owned());
+    }
+    format!("field `{}` {}", old.json, parts.join(", "))
+}
+
 fn key(ty: crate::LogicalType, generated: bool) -> String {
     if generated {
         format!("{ty} assigned by the database")
@@ -363,7 +583,7 @@ mod tests {
     }
 
     const fn state(name: &'static str, db_name: &'static str, was: &'static [&'static str]) -> StateDef {
-        StateDef { name, db_name, was, initial: true, doc: "", fields: &[] }
+        StateDef { name, db_name, was, initial: true, doc: "", fields: &[], payload: &[], version: 1 }
     }
 
     const fn machine(id: IdDef, states: &'static [StateDef], columns: &'static [ColumnDef]) -> MachineDef {

@@ -1,6 +1,6 @@
 //! The schema a migration directory has reached, stored beside its files.
 
-use crate::schema::{LogicalType, MachineDef};
+use crate::schema::{FieldDef, LogicalType, MachineDef};
 use serde::{Deserialize, Serialize};
 
 /// The file name of the snapshot inside a dialect's migration directory.
@@ -42,6 +42,66 @@ pub struct MachineSnapshot {
     pub statuses: Vec<String>,
     /// The payload columns.
     pub columns: Vec<ColumnSnapshot>,
+    /// Each state's event payload, as stored events hold it. Empty in
+    /// snapshots of format 1, which did not record them, and whose events
+    /// tables have no `schema_version` column yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventSnapshot>,
+}
+
+/// One state's event payload as stored events hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSnapshot {
+    /// The state's stored name.
+    pub state: String,
+    /// The event's version.
+    pub version: u32,
+    /// The payload's fields, in declaration order.
+    pub fields: Vec<FieldSnapshot>,
+}
+
+/// One field of an event's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldSnapshot {
+    /// The field's (and column's) name.
+    pub name: String,
+    /// Its name in the payload.
+    pub json: String,
+    /// Further payload names it is read under.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Its Rust type as written, without paths and without `Option`.
+    pub ty: String,
+    /// Its storage type.
+    pub logical: LogicalType,
+    /// Whether its type is an `Option`.
+    pub optional: bool,
+    /// Whether it has `#[serde(default)]`.
+    pub default: bool,
+}
+
+impl FieldSnapshot {
+    /// The snapshot of a field as declared.
+    pub fn of(field: &FieldDef) -> Self {
+        Self {
+            name: field.name.to_owned(),
+            json: field.json.to_owned(),
+            aliases: field.aliases.iter().map(|&a| a.to_owned()).collect(),
+            ty: field.ty.to_owned(),
+            logical: field.logical,
+            optional: field.optional,
+            default: field.default,
+        }
+    }
+
+    /// Its type as people write it: `Option<T>` or `T`.
+    pub fn written(&self) -> String {
+        if self.optional {
+            format!("Option<{}>", self.ty)
+        } else {
+            self.ty.clone()
+        }
+    }
 }
 
 /// One payload column as created.
@@ -58,8 +118,9 @@ pub struct ColumnSnapshot {
 }
 
 impl Snapshot {
-    /// The current format.
-    pub const FORMAT: u32 = 1;
+    /// The current format: 2 records each state's event payload and version
+    /// (and its events tables have `schema_version`); format 1 still loads.
+    pub const FORMAT: u32 = 2;
 
     /// The current version of the shared tables: 1, cursors, leases and
     /// dead letters; 2, repairs; 3, idempotency keys and the outbox. A snapshot at an earlier version gets a
@@ -98,7 +159,21 @@ impl MachineSnapshot {
                 .iter()
                 .map(|c| ColumnSnapshot { name: c.name.to_owned(), ty: c.ty, nullable: c.nullable, indexed: c.indexed })
                 .collect(),
+            events: def
+                .states
+                .iter()
+                .map(|s| EventSnapshot {
+                    state: s.db_name.to_owned(),
+                    version: s.version,
+                    fields: s.payload.iter().map(FieldSnapshot::of).collect(),
+                })
+                .collect(),
         }
+    }
+
+    /// The event of the state stored under `db_name`.
+    pub fn event(&self, db_name: &str) -> Option<&EventSnapshot> {
+        self.events.iter().find(|e| e.state == db_name)
     }
 
     /// The column with this name.

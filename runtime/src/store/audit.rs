@@ -107,6 +107,10 @@ fn history(error: Error) -> Problem {
         Error::Decode { position, message, .. } => {
             Problem::History { position, reason: format!("payload does not decode: {message}") }
         }
+        Error::NewerEvent { position, state, version, current, .. } => Problem::History {
+            position,
+            reason: format!("version {version} of `{state}`, newer than this code reads ({current})"),
+        },
         other => Problem::History { position: crate::stream::Position::START, reason: other.to_string() },
     }
 }

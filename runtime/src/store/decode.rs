@@ -42,8 +42,8 @@ impl<M: Machine, B: Backend> Store<M, B> {
         let (position, values) = B::Log::split(values);
         let mut values = values.into_iter();
         let mut next = || values.next().unwrap_or(Value::Null);
-        let (_, record_id, kind, from, to, version, payload, metadata, created_at) =
-            (next(), next(), next(), next(), next(), next(), next(), next(), next());
+        let (_, record_id, kind, from, to, version, payload, metadata, created_at, schema_version) =
+            (next(), next(), next(), next(), next(), next(), next(), next(), next(), next());
         let decode = |message: String| Error::Decode { machine, position, id: fold::id_text(&record_id), message };
         let status = |value: Value| match value {
             Value::Text(name) => {
@@ -63,12 +63,41 @@ impl<M: Machine, B: Backend> Store<M, B> {
                 _ => "null",
             }
         }
-        let event = M::decode(kind, json(&payload)).map_err(|e| decode(format!("payload: {e}")))?;
+        let schema_version = match schema_version {
+            Value::I64(v) => u32::try_from(v).ok().filter(|&v| v >= 1),
+            Value::Null => Some(1),
+            _ => None,
+        }
+        .ok_or_else(|| decode("its `schema_version` is not a version".into()))?;
+        let current = kind.def().version;
+        if schema_version > current {
+            return Err(Error::NewerEvent {
+                machine,
+                position,
+                id: fold::id_text(&record_id),
+                state: kind.name(),
+                version: schema_version,
+                current,
+            });
+        }
+        let event = if schema_version == current {
+            M::decode(kind, json(&payload)).map_err(|e| decode(format!("payload: {e}")))?
+        } else {
+            let mut value: serde_json::Value =
+                serde_json::from_str(json(&payload)).map_err(|e| decode(format!("payload: {e}")))?;
+            for from in schema_version..current {
+                value = M::upcast(kind, from, value).map_err(|e| {
+                    decode(format!("upcasting {} from version {from} to {}: {e}", kind.name(), from + 1))
+                })?;
+            }
+            M::decode(kind, &value.to_string())
+                .map_err(|e| decode(format!("payload upcast from version {schema_version}: {e}")))?
+        };
         let metadata = serde_json::from_str(json(&metadata)).map_err(|e| decode(format!("metadata: {e}")))?;
         let (Value::I64(version), Value::Timestamp(created_at)) = (version, created_at) else {
             return Err(decode("version or time is empty".into()));
         };
         let record_id = M::Id::from_value(record_id.clone()).map_err(|e| decode(format!("record id: {e}")))?;
-        Ok(Envelope { position, record_id, event, from, to, version, created_at, metadata })
+        Ok(Envelope { position, record_id, event, schema_version, from, to, version, created_at, metadata })
     }
 }

@@ -92,9 +92,14 @@ impl<M: Machine, B: Backend> Store<M, B> {
     /// # }
     /// ```
     pub async fn insert_dynamic(&self, id: Option<M::Id>, event: M, metadata: Metadata) -> Result<M::State, Error> {
+        self.insert_row(id, event, metadata).await.map(M::into_state)
+    }
+
+    /// [`insert_dynamic`](Self::insert_dynamic), returning the row.
+    pub(crate) async fn insert_row(&self, id: Option<M::Id>, event: M, metadata: Metadata) -> Result<M::Row, Error> {
         let write = self.insert_write(id.as_ref(), event.status(), event.encode(), &metadata)?;
         let written = self.write(&write).await?.ok_or(sqlx::Error::RowNotFound)?;
-        self.inserted(&write, written).map(M::into_state)
+        self.inserted(&write, written)
     }
 
     /// Moves a record to the state of `event`, a value of the machine's enum
@@ -132,10 +137,15 @@ impl<M: Machine, B: Backend> Store<M, B> {
     /// # }
     /// ```
     pub async fn transition(&self, id: &M::Id, event: M, metadata: Metadata) -> Result<M::State, Error> {
+        self.transition_row(id, event, metadata).await.map(M::into_state)
+    }
+
+    /// [`transition`](Self::transition), returning the row.
+    pub(crate) async fn transition_row(&self, id: &M::Id, event: M, metadata: Metadata) -> Result<M::Row, Error> {
         let to = event.status();
         let write = self.by_id_write(id, to, event.encode(), &metadata)?;
         match self.write(&write).await? {
-            Some(written) => self.transitioned(written).map(M::into_state),
+            Some(written) => self.transitioned(written),
             None => Err(self.refusal_by_id(&mut *self.inner.pool.acquire().await?, id, to).await),
         }
     }
@@ -178,9 +188,21 @@ impl<M: Machine, B: Backend> Store<M, B> {
         event: M,
         metadata: Metadata,
     ) -> Result<M::State, Error> {
+        self.transition_if_match_row(id, status, version, event, metadata).await.map(M::into_state)
+    }
+
+    /// [`transition_if_match`](Self::transition_if_match), returning the row.
+    pub(crate) async fn transition_if_match_row(
+        &self,
+        id: &M::Id,
+        status: M::Status,
+        version: i64,
+        event: M,
+        metadata: Metadata,
+    ) -> Result<M::Row, Error> {
         let write = self.transition_write(id, status, version, event.status(), event.encode(), &metadata)?;
         match self.write(&write).await? {
-            Some(written) => self.transitioned(written).map(M::into_state),
+            Some(written) => self.transitioned(written),
             None => Err(self.refusal(id, status, version).await),
         }
     }
@@ -382,6 +404,7 @@ impl<M: Machine, B: Backend> Store<M, B> {
             columns: columns.collect(),
             payload: Value::Json(encoded.payload),
             metadata: Value::Json(metadata),
+            schema_version: Value::I64(i64::from(to.def().version)),
             notify: self.inner.notify.clone(),
         })
     }

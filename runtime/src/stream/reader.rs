@@ -341,6 +341,14 @@ fn clone_decode(error: &Error) -> Error {
         Error::CorruptRow { machine, id, message } => {
             Error::CorruptRow { machine, id: id.clone(), message: message.clone() }
         }
+        Error::NewerEvent { machine, position, id, state, version, current } => Error::NewerEvent {
+            machine,
+            position: *position,
+            id: id.clone(),
+            state,
+            version: *version,
+            current: *current,
+        },
         other => Error::Database(sqlx::Error::Protocol(other.to_string())),
     }
 }

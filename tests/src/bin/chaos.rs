@@ -12,16 +12,23 @@
 //!    several records in one transaction, and retry every failed call as a
 //!    user would, while a consumer projects every event into a table, also
 //!    under faults.
+//!    Some payments are side effects: the order's transition and a receipt
+//!    message run as `Effects` under an idempotency key (the runner under
+//!    faults too), and an outbox dispatcher, under faults at every send,
+//!    delivers the receipts to a receiver that records each delivery.
 //! 2. **SIGKILL.** A worker child (which writes, and after each committed
-//!    write appends it to an acknowledgement file it fsyncs) and a projector
-//!    child (a consumer with an SQL projection) are killed at random moments
-//!    and restarted, `--kills` times.
+//!    write appends it to an acknowledgement file it fsyncs; it also pays
+//!    with receipts), a projector child (a consumer with an SQL projection)
+//!    and a dispatcher child (the outbox's) are killed at random moments and
+//!    restarted, `--kills` times.
 //!
 //! Afterwards, caught up: every acknowledged write is in the database
-//! (`lost` counts those that are not, and events a projection missed), no
-//! row version lacks its event or the reverse (the audit is clean), the
-//! projection holds each event exactly once (`dup` counts the extra ones)
-//! and equals its rebuild. One line per backend says so:
+//! (`lost` counts those that are not, events a projection missed, and
+//! receipts the receiver never got), no row version lacks its event or the
+//! reverse (the audit is clean), the projection holds each event exactly
+//! once (`dup` counts the extra ones, and receipts that reached the receiver
+//! under two message ids) and equals its rebuild, and no receipt was
+//! dead-lettered. One line per backend says so:
 //!
 //! ```text
 //! chaos: backend=postgres seed=7 ops=5412 faults=2310 kills=20 lost=0 dup=0
@@ -32,12 +39,13 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use statefold::effects::{Delivery, Destination, Dispatcher, Effects, Message, Outgoing, Runner, SendError};
 use statefold::{
     Backend, Backoff, Consumer, Envelope, Error, Fate, Handler, HandlerError, Metadata, MySql, Postgres, Projection,
     Sqlite, Store, StreamOptions, Tx,
 };
 use statefold_tests::db::{Arg, TestBackend, TestDb};
-use statefold_tests::machines::{Order, OrderPlaced, OrderState, Ticket, TicketOpen};
+use statefold_tests::machines::{Order, OrderPaid, OrderPlaced, OrderState, Ticket, TicketOpen};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -83,6 +91,7 @@ async fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("worker") => child(&args[1..], Role::Worker).await,
         Some("projector") => child(&args[1..], Role::Projector).await,
+        Some("dispatcher") => child(&args[1..], Role::Dispatcher).await,
         _ => orchestrate(&args).await,
     }
 }
@@ -112,8 +121,8 @@ async fn orchestrate(args: &[String]) -> ExitCode {
             match outcome {
                 Ok(Some(tally)) => {
                     println!(
-                        "chaos: backend={backend} seed={seed} ops={} faults={} kills={} lost={} dup={}",
-                        tally.ops, tally.faults, tally.kills, tally.lost, tally.dup
+                        "chaos: backend={backend} seed={seed} ops={} faults={} kills={} lost={} dup={} receipts={}",
+                        tally.ops, tally.faults, tally.kills, tally.lost, tally.dup, tally.receipts
                     );
                     if tally.lost > 0 || tally.dup > 0 || !tally.problems.is_empty() || tally.kills < options.kills {
                         failed = true;
@@ -148,6 +157,8 @@ struct Tally {
     kills: usize,
     lost: usize,
     dup: usize,
+    /// Receipts committed (each delivered once, if all is well).
+    receipts: usize,
     problems: Vec<String>,
 }
 
@@ -179,6 +190,76 @@ fn consumer<B: Backend>(store: &Store<Order, B>, name: &str) -> Consumer<Order, 
         .lease_ttl(Duration::from_secs(1))
 }
 
+/// The receipts' receiver: records every delivery it gets, in a table of
+/// the test database (outside the outbox's transaction, as a remote
+/// receiver would), with the command it carries and its message id. A
+/// receiver that deduplicates by message id keeps one of each; two message
+/// ids for one command would be a duplicate no receiver could catch.
+struct Receiver<B: Backend> {
+    pool: sqlx::Pool<B::Db>,
+}
+
+impl<B: TestBackend> Destination for Receiver<B> {
+    async fn send(&self, delivery: &Delivery) -> Result<(), SendError> {
+        let Outgoing::Message(message) = &delivery.outgoing else {
+            return Err(SendError::permanent("the receiver takes messages only"));
+        };
+        let Some(command) = message.payload.get("command").and_then(|c| c.as_str()) else {
+            return Err(SendError::permanent("a receipt without its command"));
+        };
+        let sql = format!("INSERT INTO received (entry) VALUES ({})", B::param(1));
+        let entry = Arg::Text(format!("{command} {}", delivery.id));
+        B::run_sql(&self.pool, &sql, vec![entry]).await.map_err(|e| SendError::retryable(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The outbox's dispatcher, delivering receipts to the [`Receiver`].
+fn dispatcher<B: TestBackend>(pool: &sqlx::Pool<B::Db>) -> Dispatcher<B> {
+    Dispatcher::<B>::new(pool.clone())
+        .messages(Receiver::<B> { pool: pool.clone() })
+        .backoff(Backoff::new(Duration::from_millis(1), Duration::from_millis(20)))
+        .poll_interval(Duration::from_millis(50))
+        .lease_ttl(Duration::from_secs(1))
+        .max_attempts(100_000)
+}
+
+/// Pays an order with a receipt, as side effects under the idempotency key
+/// `receipt-<id>`: the transition (its payment reference is the key) and a
+/// receipt message, in one transaction. An order no longer placed gets no
+/// effects (the key then records an empty outcome). Whether it paid.
+async fn pay_with_receipt<B: Backend>(orders: &Store<Order, B>, runner: &Runner<B>, id: i64) -> Result<bool, Error> {
+    let key = format!("receipt-{id}");
+    let effects =
+        match orders.load(&id).await? {
+            OrderState::Placed(order) => {
+                let receipt = serde_json::json!({ "order": id, "command": key });
+                Effects::new()
+                    .transition(order.transition(OrderPaid { payment_ref: key.clone() }))
+                    .message(Message::new("receipts", id.to_string(), &receipt))
+            }
+            _ => Effects::new(),
+        };
+    let ran = runner.run(&key, &effects).await?;
+    Ok(!ran.outcome.message_ids.is_empty())
+}
+
+/// The commands of every receipt payment in the log (the outbox holds one
+/// receipt for each, committed with it).
+#[derive(Default)]
+struct Receipts(BTreeSet<String>);
+
+impl<B: Backend> Handler<Order, B> for Receipts {
+    async fn handle(&mut self, _: &mut Tx<'static, B>, event: &Envelope<Order>) -> Result<(), HandlerError> {
+        if let Order::Paid { payment_ref } = &event.event {
+            if payment_ref.starts_with("receipt-") {
+                self.0.insert(payment_ref.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
 async fn run<B: TestBackend>(name: &str, options: &Options) -> Result<Option<Tally>, String> {
     let Some(db) = B::create(&format!("chaos_{name}")).await else { return Ok(None) };
     let result = books::<B>(&db, options).await;
@@ -193,12 +274,14 @@ async fn books<B: TestBackend>(db: &TestDb<B>, options: &Options) -> Result<Tall
     for table in ["projection", "rebuilt"] {
         db.execute(&format!("CREATE TABLE {table} (event_id BIGINT NOT NULL)"), vec![]).await;
     }
+    db.execute("CREATE TABLE received (entry VARCHAR(255) NOT NULL)", vec![]).await;
     let mut tally = Tally::default();
     let started = Instant::now();
 
     // 1. Faults at every point, with retries, and a consumer under faults too.
     let fate = Fate::new(FAULTS, options.seed);
     let (faulty_orders, faulty_tickets) = (orders.clone().with_fate(fate), tickets.clone());
+    let runner = Runner::new(db.pool.clone()).with_store(&orders).with_fate(Fate::new(FAULTS, options.seed ^ 0x5eed));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let projecting = {
         let consumer = consumer(&faulty_orders, "chaos");
@@ -207,17 +290,25 @@ async fn books<B: TestBackend>(db: &TestDb<B>, options: &Options) -> Result<Tall
             consumer.run(&mut projector, async { drop(stopped.await) }).await
         })
     };
+    let (stop_sending, stopped_sending) = tokio::sync::oneshot::channel::<()>();
+    let dispatching = {
+        let dispatcher = dispatcher::<B>(&db.pool).with_fate(Fate::new(FAULTS, options.seed ^ 0xd15));
+        tokio::spawn(async move {
+            dispatcher.run(async { drop(stopped_sending.await) }).await?;
+            Ok::<_, Error>(dispatcher.fate().map_or(0, Fate::injected))
+        })
+    };
     // Four writers at once, as a service's requests would come.
     let deadline = Instant::now() + Duration::from_secs(300);
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| {
-            let (orders, tickets) = (faulty_orders.clone(), faulty_tickets.clone());
+            let (orders, tickets, runner) = (faulty_orders.clone(), faulty_tickets.clone(), runner.clone());
             let (seed, quota) = (options.seed.wrapping_add(w), options.ops.div_ceil(WRITERS as usize));
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let (mut known, mut ops) = (Vec::new(), 0);
                 while ops < quota && Instant::now() < deadline {
-                    ops += step(&orders, &tickets, &mut rng, &mut known).await;
+                    ops += step(&orders, &tickets, &runner, &mut rng, &mut known).await;
                 }
                 ops
             })
@@ -232,7 +323,13 @@ async fn books<B: TestBackend>(db: &TestDb<B>, options: &Options) -> Result<Tall
         Ok(Err(error)) => tally.problems.push(format!("the consumer under faults stopped: {error}")),
         Err(error) => tally.problems.push(format!("the consumer under faults panicked: {error}")),
     }
-    tally.faults = faulty_orders.fate().map_or(0, Fate::injected);
+    let _ = stop_sending.send(());
+    match dispatching.await {
+        Ok(Ok(faults)) => tally.faults += faults,
+        Ok(Err(error)) => tally.problems.push(format!("the dispatcher under faults stopped: {error}")),
+        Err(error) => tally.problems.push(format!("the dispatcher under faults panicked: {error}")),
+    }
+    tally.faults += faulty_orders.fate().map_or(0, Fate::injected) + runner.fate().map_or(0, Fate::injected);
 
     // 2. Children killed at random moments, and restarted.
     let ack = std::env::temp_dir().join(format!("sf_chaos_ack_{}_{}", std::process::id(), options.seed));
@@ -248,17 +345,20 @@ async fn books<B: TestBackend>(db: &TestDb<B>, options: &Options) -> Result<Tall
             .map_err(|e| format!("cannot start the {role}: {e}"))
     };
     let mut rng = StdRng::seed_from_u64(options.seed);
-    let mut worker = spawn("worker", rng.gen())?;
-    let mut projector = spawn("projector", rng.gen())?;
+    let roles = ["worker", "projector", "dispatcher"];
+    let mut children = Vec::new();
+    for role in roles {
+        children.push(spawn(role, rng.gen())?);
+    }
     for _ in 0..options.kills {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(80..400))).await;
-        let (victim, role) = if rng.gen_bool(0.5) { (&mut worker, "worker") } else { (&mut projector, "projector") };
-        victim.kill().map_err(|e| format!("cannot kill: {e}"))?;
-        victim.wait().map_err(|e| e.to_string())?;
+        let victim = rng.gen_range(0..roles.len());
+        children[victim].kill().map_err(|e| format!("cannot kill: {e}"))?;
+        children[victim].wait().map_err(|e| e.to_string())?;
         tally.kills += 1;
-        *victim = spawn(role, rng.gen())?;
+        children[victim] = spawn(roles[victim], rng.gen())?;
     }
-    for child in [&mut worker, &mut projector] {
+    for child in &mut children {
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -274,9 +374,33 @@ async fn books<B: TestBackend>(db: &TestDb<B>, options: &Options) -> Result<Tall
         .rebuild(&mut rebuilt, std::future::pending())
         .await
         .map_err(|e| e.to_string())?;
+    deliver_the_rest::<B>(db, &mut tally).await?;
     check::<B>(db, &orders, &tickets, &acked, &mut tally).await?;
     eprintln!("chaos: {} done in {:.1} s", B::NAME, started.elapsed().as_secs_f64());
     Ok(tally)
+}
+
+/// Runs a dispatcher without faults until the outbox is empty (bounded),
+/// so that every receipt committed is delivered before the books.
+async fn deliver_the_rest<B: TestBackend>(db: &TestDb<B>, tally: &mut Tally) -> Result<(), String> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = {
+        let dispatcher = dispatcher::<B>(&db.pool);
+        tokio::spawn(async move { dispatcher.run(async { drop(stopped.await) }).await })
+    };
+    let outbox = Dispatcher::<B>::new(db.pool.clone());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // The outbox has no signal for "empty": it is counted, every 50 ms, for two minutes at most.
+    while outbox.pending().await.map_err(|e| e.to_string())? > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    running.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let dead = outbox.dead_letters().await.map_err(|e| e.to_string())?;
+    if !dead.is_empty() {
+        tally.problems.push(format!("{} receipts were dead-lettered", dead.len()));
+    }
+    Ok(())
 }
 
 /// One operation, as a user would do it: retried until it is done.
@@ -284,6 +408,7 @@ async fn books<B: TestBackend>(db: &TestDb<B>, options: &Options) -> Result<Tall
 async fn step<B: Backend>(
     orders: &Store<Order, B>,
     tickets: &Store<Ticket, B>,
+    runner: &Runner<B>,
     rng: &mut StdRng,
     known: &mut Vec<i64>,
 ) -> usize {
@@ -291,9 +416,13 @@ async fn step<B: Backend>(
         let roll = rng.gen_range(0..10);
         let done = match roll {
             0..=2 => orders.insert(placed(rng)).await.map(|order| known.push(*order.id())).map(|()| 1),
-            3..=7 if !known.is_empty() => {
+            3..=6 if !known.is_empty() => {
                 let id = known[rng.gen_range(0..known.len())];
                 advance(orders, id, rng).await.map(|moved| usize::from(moved.is_some()))
+            }
+            7 if !known.is_empty() => {
+                let id = known[rng.gen_range(0..known.len())];
+                pay_with_receipt(orders, runner, id).await.map(usize::from)
             }
             _ => several(orders, tickets, known, rng).await,
         };
@@ -395,6 +524,26 @@ async fn check<B: TestBackend>(
     if rebuilt != once {
         tally.problems.push(format!("the rebuilt projection ({} rows) differs from the projection", rebuilt.len()));
     }
+
+    // Every receipt committed reached the receiver, under one message id.
+    let mut receipts = Receipts::default();
+    consumer(orders, "chaos_receipts").catch_up(&mut receipts).await.map_err(|e| e.to_string())?;
+    let mut received: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for entry in B::texts(&db.pool, "SELECT entry FROM received").await.map_err(|e| e.to_string())? {
+        let (command, id) = entry.split_once(' ').ok_or_else(|| format!("a malformed delivery: {entry}"))?;
+        received.entry(command.to_owned()).or_default().insert(id.to_owned());
+    }
+    let undelivered = receipts.0.iter().filter(|command| !received.contains_key(*command)).count();
+    tally.lost += undelivered;
+    if undelivered > 0 {
+        tally.problems.push(format!("{undelivered} of {} receipts never reached the receiver", receipts.0.len()));
+    }
+    tally.dup += received.values().map(|ids| ids.len() - 1).sum::<usize>();
+    let phantoms: Vec<&String> = received.keys().filter(|command| !receipts.0.contains(*command)).collect();
+    if !phantoms.is_empty() {
+        tally.problems.push(format!("receipts of payments that never committed: {phantoms:?}"));
+    }
+    tally.receipts = receipts.0.len();
     Ok(())
 }
 
@@ -403,6 +552,7 @@ async fn check<B: TestBackend>(
 enum Role {
     Worker,
     Projector,
+    Dispatcher,
 }
 
 async fn child(args: &[String], role: Role) -> ExitCode {
@@ -439,13 +589,23 @@ async fn work<B: TestBackend>(url: &str, seed: u64, ack: &str, role: Role) -> Re
             let shutdown = tokio::time::sleep_until(until.into());
             consumer.run(&mut Projector { table: "projection" }, shutdown).await.map_err(|e| e.to_string())
         }
+        Role::Dispatcher => {
+            let shutdown = tokio::time::sleep_until(until.into());
+            dispatcher::<B>(orders.pool()).run(shutdown).await.map_err(|e| e.to_string())
+        }
         Role::Worker => {
             let mut file =
                 std::fs::OpenOptions::new().create(true).append(true).open(ack).map_err(|e| e.to_string())?;
             let mut rng = StdRng::seed_from_u64(seed);
             let mut known: Vec<i64> =
                 B::integers(orders.pool(), "SELECT id FROM orders").await.map_err(|e| e.to_string())?;
+            let runner = Runner::new(orders.pool().clone()).with_store(&orders);
             while Instant::now() < until {
+                if !known.is_empty() && rng.gen_bool(0.2) {
+                    // Its receipt is checked at the receiver, not acknowledged here.
+                    let _ = pay_with_receipt(&orders, &runner, known[rng.gen_range(0..known.len())]).await;
+                    continue;
+                }
                 let written = if known.is_empty() || rng.gen_bool(0.3) {
                     orders.insert(placed(&mut rng)).await.map(|order| (*order.id(), order.version()))
                 } else {

@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS `orders` (
     `reason` LONGTEXT,
     CONSTRAINT `orders_status_check` CHECK (`status` IN ('placed', 'paid', 'shipped', 'cancelled', 'delivered')),
     KEY `orders_status_idx` (`status`, `id`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 CREATE TABLE IF NOT EXISTS `order_events` (
     `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     `record_id` BIGINT NOT NULL,
@@ -56,4 +56,4 @@ CREATE TABLE IF NOT EXISTS `order_events` (
     `metadata` JSON NOT NULL,
     `created_at` DATETIME(6) NOT NULL,
     CONSTRAINT `order_events_record_version_key` UNIQUE (`record_id`, `version`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;

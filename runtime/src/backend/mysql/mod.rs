@@ -19,9 +19,11 @@ use std::str::FromStr;
 ///
 /// MySQL has neither data-modifying CTEs nor `UPDATE .. RETURNING`, so a
 /// transition is `UPDATE` (guarded), `SELECT` of the new row, and `INSERT` of
-/// the event, inside one transaction. Tables use `utf8mb4` with a binary
-/// collation, so text compares exactly (case and accents matter). Uuids are
-/// stored as `CHAR(36)`, string keys as `VARCHAR(255)`.
+/// the event, inside one transaction. Text is `utf8mb4`. String keys are
+/// stored as `VARBINARY(1020)` so that they compare byte for byte (case,
+/// accents and trailing spaces make other keys; read them in your own
+/// queries as bytes or through `CAST(id AS CHAR)`); other text columns use
+/// `utf8mb4_unicode_ci` and read back as `String`. Uuids are stored as `CHAR(36)`.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), statefold::Error> {
@@ -50,10 +52,14 @@ pub struct MySqlPlan {
     guard_names: usize,
 }
 
-/// The type of `id` and `record_id`: text keys need a bounded length to be indexed.
+/// The type of `id` and `record_id`. Text keys are bytes compared byte for
+/// byte: every binary collation of MySQL and MariaDB that both servers know
+/// (`utf8mb4_bin`) pads with spaces, so `'ada'` and `'ada '` would be one
+/// key. They need a bounded length to be indexed: 255 characters of up to
+/// four bytes.
 fn key_type(ty: LogicalType) -> &'static str {
     match ty {
-        LogicalType::Text => "VARCHAR(255)",
+        LogicalType::Text => "VARBINARY(1020)",
         other => MySql::column_type(other),
     }
 }
@@ -61,7 +67,16 @@ fn key_type(ty: LogicalType) -> &'static str {
 /// The names in `status`, `kind`, `from_status` and `to_status`.
 const NAME_TYPE: &str = "VARCHAR(255)";
 
-const TABLE_OPTIONS: &str = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+/// Records and events tables: text in a collation MySQL and MariaDB both
+/// know, not a binary one, which the driver would report as `VARBINARY` to a
+/// user reading a column as a `String`. The library compares only state
+/// names in them (lowercase ASCII, checked by the derive) and keys, which are
+/// bytes ([`key_type`]).
+const TABLE_OPTIONS: &str = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci";
+
+/// The shared tables: their names (consumers, leases, idempotency keys)
+/// compare exactly.
+const SUPPORT_TABLE_OPTIONS: &str = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
 
 impl Backend for MySql {
     type Db = sqlx::MySql;
@@ -129,7 +144,7 @@ impl Backend for MySql {
 
     fn support_tables_sql() -> Vec<String> {
         let serial = format!("{} BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY", Self::quote_ident("id"));
-        render::support_tables::<Self>(NAME_TYPE, &serial, TABLE_OPTIONS)
+        render::support_tables::<Self>(NAME_TYPE, &serial, SUPPORT_TABLE_OPTIONS)
     }
 
     /// Backslashes escape in MySQL string literals unless `NO_BACKSLASH_ESCAPES` is set.

@@ -188,6 +188,7 @@ impl Backend for Postgres {
                 format!("CASE {old}.{status} {} END", whens.join(" "))
             };
             let (kind, to, payload, metadata, at) = (p.next(), p.next(), p.next(), p.next(), p.next());
+            let schema = p.next();
             let (cte, notify_from) = notify(&mut p, with_notify);
             let columns: Vec<&str> =
                 crate::schema::RESERVED_COLUMNS.into_iter().chain(def.columns.iter().map(|c| c.name)).collect();
@@ -199,7 +200,7 @@ impl Backend for Postgres {
                 "WITH {old} AS (SELECT {id}, {status} FROM {table} WHERE {id} = {key} AND {guard} FOR UPDATE), \
                  {upd} AS (UPDATE {table} AS {t} SET {} FROM {old} WHERE {t}.{id} = {old}.{id} \
                  RETURNING {}, {from_name} AS {from}), \
-                 {ev} AS (INSERT INTO {} ({}) SELECT {id}, {kind}, {from}, {to}, {version}, {payload}, {metadata}, {at} \
+                 {ev} AS (INSERT INTO {} ({}) SELECT {id}, {kind}, {from}, {to}, {version}, {payload}, {metadata}, {at}, {schema} \
                  FROM {upd} RETURNING {id}){cte} \
                  SELECT {}, {ev}.{id} FROM {upd}, {ev}{notify_from}",
                 sets.join(", "),

@@ -89,6 +89,10 @@ pub struct Event {
     /// Actor, trace id, correlation id, idempotency key, as JSON.
     #[prost(bytes = "vec", tag = "8")]
     pub metadata: ::prost::alloc::vec::Vec<u8>,
+    /// The version of its state's payload it was stored at (0 is read as 1);
+    /// the payload itself is sent in the current version, upcast if need be.
+    #[prost(uint32, tag = "9")]
+    pub schema_version: u32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DescribeRequest {

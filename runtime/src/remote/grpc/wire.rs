@@ -39,11 +39,13 @@ pub(super) fn event<M: Machine>(envelope: &Envelope<M>) -> Result<pb::Event, Err
         created_at_unix_nanos: nanos(envelope.created_at),
         payload: serde_json::to_vec(&payload).map_err(encode)?,
         metadata: serde_json::to_vec(&envelope.metadata).map_err(encode)?,
+        schema_version: envelope.schema_version,
     })
 }
 
 /// An envelope from the message received, typed by the same declaration
-/// as the sender's.
+/// as the sender's: the payload comes in its state's current version
+/// (upcast by the server when stored at an earlier one).
 ///
 /// # Errors
 /// [`Error::Decode`], naming the event's position, when it does not fit `M`.
@@ -64,6 +66,7 @@ pub(super) fn envelope<M: Machine>(event: pb::Event) -> Result<Envelope<M>, Erro
         position,
         record_id,
         event: decoded,
+        schema_version: event.schema_version.max(1),
         from,
         to,
         version: event.version,

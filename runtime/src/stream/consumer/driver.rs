@@ -493,6 +493,7 @@ fn ends_run(error: &Error) -> bool {
         ),
         Error::MissingTable { .. }
         | Error::Decode { .. }
+        | Error::NewerEvent { .. }
         | Error::CorruptRow { .. }
         | Error::Encode { .. }
         | Error::Unrepresentable { .. }

@@ -1,6 +1,7 @@
-//! Helpers for tests of pure handlers: given a record, when the handler
-//! runs, then these are its effects, with a readable diff when they are not.
+//! Effects compared in tests: given a record, when a pure handler runs,
+//! then these are its effects, with a readable diff when they are not.
 
+use super::diff;
 use crate::effects::Effects;
 
 /// Asserts that a handler's effects are the expected ones; on a mismatch,
@@ -42,32 +43,6 @@ macro_rules! assert_effects {
     ($actual:expr, $expected:expr $(,)?) => {
         $crate::testing::assert_effects(&$actual, &$expected)
     };
-}
-
-/// A line diff of the pretty `Debug` of both (longest common subsequence).
-pub fn diff(expected: &Effects, actual: &Effects) -> String {
-    let (old, new) = (format!("{expected:#?}"), format!("{actual:#?}"));
-    let (a, b): (Vec<&str>, Vec<&str>) = (old.lines().collect(), new.lines().collect());
-    let mut common = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            common[i][j] = if a[i] == b[j] { common[i + 1][j + 1] + 1 } else { common[i + 1][j].max(common[i][j + 1]) };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            out.push_str(&format!("  {}\n", a[i]));
-            (i, j) = (i + 1, j + 1);
-        } else if j < b.len() && (i == a.len() || common[i][j + 1] >= common[i + 1][j]) {
-            out.push_str(&format!("+ {}\n", b[j]));
-            j += 1;
-        } else {
-            out.push_str(&format!("- {}\n", a[i]));
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,10 @@
+use statefold::Machine;
+
+#[derive(Machine)]
+enum Order {
+    #[initial]
+    #[event(version = 2, upcast(1 => v1_to_v2))]
+    Placed { customer: String },
+}
+
+fn main() {}

@@ -1,0 +1,14 @@
+use statefold::{Machine, Store};
+
+#[derive(Machine, Clone, Debug, PartialEq)]
+enum Order {
+    #[initial]
+    Placed { customer: String },
+}
+
+#[statefold::test]
+async fn placed(orders: Store) {
+    let _ = orders;
+}
+
+fn main() {}

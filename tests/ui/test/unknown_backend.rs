@@ -1,0 +1,14 @@
+use statefold::{Machine, Store};
+
+#[derive(Machine, Clone, Debug, PartialEq)]
+enum Order {
+    #[initial]
+    Placed { customer: String },
+}
+
+#[statefold::test(backends(sqlite, oracle))]
+async fn placed(orders: Store<Order>) {
+    let _ = orders;
+}
+
+fn main() {}
