@@ -10,7 +10,7 @@
 use crate::child::{self, Run};
 use crate::scratch::Scratch;
 use crate::transitions::{columns, report};
-use crate::{median, BoxError, Db, Options, Order, Side, RUN_LIMIT};
+use crate::{grpc, median, BoxError, Db, Options, Order, Side, RUN_LIMIT};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::StreamExt;
 use sqlx::types::Json;
@@ -161,6 +161,9 @@ pub(crate) async fn side(db: Db, side: Side, url: &str, events: usize, batch: u3
         (Db::Postgres, Side::Hand) => timed(events, raw_pg(url, events, batch)).await,
         (Db::MySql, Side::Hand) => timed(events, raw_mysql(url, events, batch)).await,
         (Db::Postgres, Side::Fenced) => timed(events, fenced_pg(url, events, batch)).await,
+        (Db::Sqlite, Side::Grpc) => timed(events, grpc::through_grpc::<Sqlite>(url, events, batch)).await,
+        (Db::Postgres, Side::Grpc) => timed(events, grpc::through_grpc::<Postgres>(url, events, batch)).await,
+        (Db::MySql, Side::Grpc) => timed(events, grpc::through_grpc::<MySql>(url, events, batch)).await,
         (_, Side::Fenced) => Err("--side fenced is PostgreSQL's".into()),
         (_, other) => Err(format!("--side {} is not a catch-up side", other.flag()).into()),
     }
@@ -168,7 +171,7 @@ pub(crate) async fn side(db: Db, side: Side, url: &str, events: usize, batch: u3
 
 /// Writes `events` events into the log, in ten transactions (so that on
 /// PostgreSQL positions span several transaction ids).
-async fn seed(db: Db, url: &str, events: usize) -> Result<(), BoxError> {
+pub(crate) async fn seed(db: Db, url: &str, events: usize) -> Result<(), BoxError> {
     let chunk = events.div_ceil(10);
     let chunks = (1..=events).step_by(chunk).map(|first| (first as i64, (first + chunk - 1).min(events) as i64));
     match db {

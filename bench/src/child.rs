@@ -29,7 +29,7 @@ pub(crate) async fn serve(options: &Options, side: Side, url: &str) -> Result<()
             let [clients] = options.clients[..] else { return Err("child mode takes one --clients".into()) };
             effects::side(db, side, url, clients, options.orders).await?
         }
-        Bench::Latency | Bench::Relay | Bench::All => {
+        Bench::Latency | Bench::Relay | Bench::Grpc | Bench::All => {
             return Err("child mode runs transitions, catchup or effects".into())
         }
     };

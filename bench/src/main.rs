@@ -15,10 +15,12 @@
 //! - `relay`: the NATS JetStream relay against a plain `async-nats` publish
 //!   loop, and commit-to-handler latency through JetStream (needs
 //!   `--nats-url` or `STATEFOLD_TEST_NATS_URL`);
-//! - `all`: transitions, catchup, latency and effects in turn.
+//! - `grpc`: catch-up over gRPC against the local stream, and
+//!   commit-to-remote-handler latency (see `grpc.rs`);
+//! - `all`: transitions, catchup, latency, effects and grpc in turn.
 //!
 //! ```text
-//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|effects|relay|all]
+//! cargo run --release -p statefold-bench -- [--bench transitions|catchup|latency|effects|relay|grpc|all]
 //!     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all]
 //!     [--orders N] [--rounds N]
 //!     [--events N] [--batch N] [--samples N] [--messages N] [--postgres-url URL] [--mysql-url URL]
@@ -46,6 +48,7 @@ use std::time::Duration;
 mod catchup;
 mod child;
 mod effects;
+mod grpc;
 mod hand;
 mod latency;
 mod relay;
@@ -100,6 +103,7 @@ enum Bench {
     Latency,
     Effects,
     Relay,
+    Grpc,
     All,
 }
 
@@ -144,6 +148,8 @@ enum Side {
     Transition,
     /// Effects only: `Store::load`, then `Runner::run` of a transition and a message.
     Effects,
+    /// Catch-up only: the stream over gRPC, from a server in the same process.
+    Grpc,
 }
 
 impl Side {
@@ -154,6 +160,7 @@ impl Side {
             Self::Fenced => "fenced",
             Self::Transition => "transition",
             Self::Effects => "effects",
+            Self::Grpc => "grpc",
         }
     }
 }
@@ -195,12 +202,13 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|effects|relay|all] \
+const USAGE: &str = "usage: statefold-bench [--bench transitions|catchup|latency|effects|relay|grpc|all] \
     [--backend sqlite|postgres|mysql|all] [--clients 1,8] [--workload commands|insert|if-match|all] \
     [--orders N] [--rounds N] [--events N] [--batch N] [--samples N] [--messages N] [--postgres-url URL] \
     [--mysql-url URL] [--nats-url URL]\n\
     child mode (one side once, as the benchmark runs it): [--bench transitions|catchup|effects] --backend DB \
-    --side statefold|hand|fenced|transition|effects --url DATABASE_URL [--clients N] [--workload W] [--orders N] [--events N] \
+    --side statefold|hand|fenced|grpc|transition|effects --url DATABASE_URL [--clients N] [--workload W] \
+    [--orders N] [--events N] \
     [--batch N]";
 
 fn parse_args() -> Result<Options, String> {
@@ -242,10 +250,11 @@ fn parse_args() -> Result<Options, String> {
                     "latency" => Bench::Latency,
                     "effects" => Bench::Effects,
                     "relay" => Bench::Relay,
+                    "grpc" => Bench::Grpc,
                     "all" => Bench::All,
                     other => {
                         return Err(format!(
-                            "unknown bench `{other}`: use transitions, catchup, latency, effects, relay or all"
+                            "unknown bench `{other}`: use transitions, catchup, latency, effects, relay, grpc or all"
                         ))
                     }
                 }
@@ -279,9 +288,10 @@ fn parse_args() -> Result<Options, String> {
                     "fenced" => Side::Fenced,
                     "transition" => Side::Transition,
                     "effects" => Side::Effects,
+                    "grpc" => Side::Grpc,
                     other => {
                         return Err(format!(
-                            "unknown side `{other}`: use statefold, hand, fenced, transition or effects"
+                            "unknown side `{other}`: use statefold, hand, fenced, grpc, transition or effects"
                         ))
                     }
                 })
@@ -341,6 +351,9 @@ async fn run(options: &Options) -> Result<(), BoxError> {
     }
     if all || options.bench == Bench::Effects {
         effects::run(options).await?;
+    }
+    if all || options.bench == Bench::Grpc {
+        grpc::run(options).await?;
     }
     if options.bench == Bench::Relay {
         relay::run(options).await?;

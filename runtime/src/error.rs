@@ -310,6 +310,22 @@ pub enum Error {
         message: String,
     },
 
+    /// A remote event source (another service's log, over gRPC) failed:
+    /// unreachable, refused the call, or broke the stream. Credentials are
+    /// never part of it.
+    #[error("remote log `{machine}` at {endpoint}: {message}{}", if *retryable { "; retrying" } else { "" })]
+    Remote {
+        /// The machine, as the remote service names it.
+        machine: String,
+        /// Where the service is.
+        endpoint: String,
+        /// What went wrong, with the status code (`UNAUTHENTICATED`, `UNAVAILABLE`, ..).
+        message: String,
+        /// Whether trying again may succeed (the service restarting, a
+        /// network error); not for a refused token or an unknown machine.
+        retryable: bool,
+    },
+
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -17,7 +17,7 @@ mod fold;
 mod machine;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub mod migrate;
-#[cfg(all(feature = "nats", any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
+#[cfg(all(any(feature = "nats", feature = "grpc"), any(feature = "sqlite", feature = "postgres", feature = "mysql")))]
 pub mod remote;
 pub mod schema;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
@@ -50,7 +50,8 @@ pub use fold::{AuditReport, Mismatch, Problem};
 pub use store::{NewRecord, Page, Repair, RepairOptions, RepairReport, Store, Tx};
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub use stream::{
-    Backoff, Consumer, EventStream, Handler, HandlerError, InvalidPosition, Position, Projection, Start, StreamOptions,
+    Backoff, Consumer, EventStream, Feed, Handler, HandlerError, InvalidPosition, Position, Projection, Source, Start,
+    StreamOptions,
 };
 
 #[doc(hidden)]

@@ -11,6 +11,8 @@
 //!   instantiated by [`effects_suite!`] in `tests/effects_{sqlite,postgres,mysql}.rs`;
 //! - [`nats`]: the JetStream relay, source and destination, instantiated by
 //!   [`nats_suite!`] in `tests/nats_{sqlite,postgres,mysql}.rs`;
+//! - [`grpc`]: event streams between services over gRPC, instantiated by
+//!   [`grpc_suite!`] in `tests/grpc_{sqlite,postgres,mysql}.rs`;
 //! - [`observe`]: logs and metrics captured for those tests;
 //! - [`wire`]: a proxy counting the statements a PostgreSQL server receives;
 //! - [`mod@suite`]: the behaviour suite, written once and instantiated per backend
@@ -18,6 +20,7 @@
 
 pub mod db;
 pub mod effects;
+pub mod grpc;
 pub mod machines;
 pub mod nats;
 pub mod observe;

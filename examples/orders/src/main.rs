@@ -4,48 +4,23 @@
 //!
 //! Run with `cargo run -p orders` (no server needed: the database lives in memory).
 //!
+//! `cargo run -p orders -- serve` is the orders service instead: it keeps
+//! its orders in `orders.db` (SQLite, in the current directory; or
+//! `ORDERS_DATABASE_URL`), places and pays an order every two seconds, and
+//! serves the order log over gRPC on 127.0.0.1:50051 (or `ORDERS_GRPC_ADDR`)
+//! to clients presenting the token in `ORDERS_SHIPPING_TOKEN` (default
+//! `dev-shipping-token`). `cargo run -p shipping` consumes it.
+//!
 //! With arguments it is the service's schema tool instead (`statefold::cli`):
 //! `cargo run -p orders -- --help`, `cargo run -p orders -- diagram`, or
 //! `cargo run -p orders -- migrations generate --dialect postgres --dir examples/orders/migrations`.
 
+use orders::{Order, OrderPaid, OrderPlaced, OrderShipped};
 use statefold::cli::Cli;
+use statefold::remote::grpc::{Grant, Server, Tokens};
 use statefold::{Machine, Metadata, Sqlite, Status, Store};
 use std::process::ExitCode;
-
-/// An order's life.
-#[derive(Debug, Clone, PartialEq, Machine)]
-#[machine(table = "orders")]
-pub enum Order {
-    /// The customer placed the order.
-    #[initial]
-    Placed {
-        /// Who ordered.
-        customer: String,
-        /// The total, in cents.
-        amount_cents: i64,
-    },
-    /// The payment went through.
-    #[from(Placed)]
-    Paid {
-        /// The payment provider's reference.
-        payment_ref: String,
-    },
-    /// The parcel left the warehouse.
-    #[from(Paid)]
-    Shipped {
-        /// The carrier's tracking number.
-        tracking: String,
-    },
-    /// The order was called off before shipping.
-    #[from(Placed, Paid)]
-    Cancelled {
-        /// Why it was called off.
-        reason: String,
-    },
-    /// The parcel arrived.
-    #[from(Shipped)]
-    Delivered,
-}
+use std::time::Duration;
 
 /// The schema tool over this service's machines.
 fn cli() -> Cli {
@@ -54,16 +29,60 @@ fn cli() -> Cli {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("serve") {
+        return report(serve().await);
+    }
     if std::env::args_os().len() > 1 {
         return cli().run().await;
     }
-    match demo().await {
+    report(demo().await.map_err(Into::into))
+}
+
+fn report(result: Result<(), Box<dyn std::error::Error>>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The orders service: a shop placing and paying orders, and the order
+/// log served over gRPC, until Ctrl-C.
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("ORDERS_DATABASE_URL").unwrap_or_else(|_| "sqlite:orders.db".to_owned());
+    let addr = std::env::var("ORDERS_GRPC_ADDR").unwrap_or_else(|_| "127.0.0.1:50051".to_owned()).parse()?;
+    let token = std::env::var("ORDERS_SHIPPING_TOKEN").unwrap_or_else(|_| "dev-shipping-token".to_owned());
+    let store = Store::<Order, Sqlite>::connect(&url).await?;
+    store.create_tables().await?;
+
+    let tokens = Tokens::new().token(token, Grant::new("shipping").machine(Order::DEF.name));
+    let server = Server::new(tokens).register(&store);
+    println!("orders: serving the {} log on {addr} (gRPC, statefold.stream.v1); Ctrl-C stops", Order::DEF.name);
+    let shop = tokio::spawn(shop(store));
+    server.serve_at(addr, async { tokio::signal::ctrl_c().await.unwrap_or(()) }).await?;
+    shop.abort();
+    Ok(())
+}
+
+/// Places an order every two seconds; pays two of three, ships none (that
+/// is the shipping service's business).
+async fn shop(store: Store<Order, Sqlite>) -> Result<(), statefold::Error> {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    for n in 1_i64.. {
+        tick.tick().await;
+        let placed = store.insert(OrderPlaced { customer: format!("customer {n}"), amount_cents: 100 * n }).await?;
+        let id = *placed.id();
+        if n % 3 == 0 {
+            println!("orders: placed order {id}, awaiting payment");
+            continue;
+        }
+        let payment = OrderPaid { payment_ref: format!("pay_{n:04}") };
+        store.apply(placed.transition(payment).with_metadata(Metadata::new().actor("payments"))).await?;
+        println!("orders: placed and paid order {id}");
+    }
+    Ok(())
 }
 
 async fn demo() -> Result<(), statefold::Error> {
@@ -130,7 +149,7 @@ async fn demo() -> Result<(), statefold::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::Order;
+    use orders::Order;
     use statefold::migrate::Migrations;
     use statefold::{Machine, MySql, Postgres, Sqlite};
     use std::path::Path;

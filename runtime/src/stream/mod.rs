@@ -16,14 +16,19 @@
 //!   projection is exactly-once), retries with backoff, filters, shards, a
 //!   lease per consumer and shard across processes, dead letters, and
 //!   rebuilds. [`metrics`] lists what it reports.
+//! - [`Consumer::with_source`] runs the same over a log that lives
+//!   elsewhere (a [`Source`], such as another service's log over gRPC),
+//!   into the consumer's own database.
 
 pub(crate) mod consumer;
 pub mod metrics;
 mod position;
 pub(crate) mod reader;
+mod source;
 
 pub use consumer::{Backoff, Consumer, Handler, HandlerError, Projection};
 pub use position::{InvalidPosition, Position, Start};
+pub use source::{Feed, Source};
 
 use crate::backend::Backend;
 use crate::envelope::Envelope;
@@ -176,6 +181,13 @@ pub struct EventStream<M: Machine> {
 impl<M: Machine> fmt::Debug for EventStream<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventStream").field("machine", &M::DEF.name).finish_non_exhaustive()
+    }
+}
+
+impl<M: Machine> EventStream<M> {
+    /// A stream of these items (a remote log's, say).
+    pub(crate) fn from_items(inner: BoxStream<'static, Result<Envelope<M>, Error>>) -> Self {
+        Self { inner }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::cursor::Cursor;
 use super::dead_letter::{DeadLetter, DeadLetters};
+use super::input::Input;
 use super::lease::Lease;
 use super::progress::Progress;
 use super::run::{Mode, Outcome, Run, State};
@@ -31,7 +32,7 @@ pub(super) struct Driver<'c, M: Machine, B: Backend, D> {
     cursor: Cursor<M, B>,
     lease: Lease<B>,
     dead_letters: DeadLetters<M, B>,
-    reader: Option<Reader<M, B>>,
+    reader: Option<Input<M, B>>,
     metrics: ConsumerMetrics,
     run: Run,
     /// When the lease was last taken or renewed; `None` while not held.
@@ -42,6 +43,8 @@ pub(super) struct Driver<'c, M: Machine, B: Backend, D> {
     target: Option<Position>,
     handled: u64,
     progress: Progress,
+    /// When the lag was last measured.
+    lag_at: Option<Instant>,
 }
 
 /// How an event's handling ended.
@@ -67,6 +70,9 @@ enum Failed {
 
 type Shutdown<'s, F> = Pin<&'s mut Fuse<F>>;
 
+/// How often a consumer of a remote source measures its lag.
+const REMOTE_LAG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
     pub(super) fn new(consumer: &'c Consumer<M, B>, driven: D, mode: Mode) -> Self {
         let key = consumer.key();
@@ -86,6 +92,7 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
             target: None,
             handled: 0,
             progress: Progress::hidden(),
+            lag_at: None,
             key,
         }
     }
@@ -180,9 +187,12 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
     async fn load(&mut self) -> Result<Outcome, Error> {
         let store = &self.consumer.store;
         if self.reader.is_none() {
-            let reader =
-                Reader::open(store.clone(), self.consumer.options.clone(), Start::Beginning, &self.key).await?;
-            self.reader = Some(reader);
+            let options = self.consumer.options.clone();
+            let input = match &self.consumer.source {
+                Some(source) => Input::Remote(source.feed(&self.key, &options)),
+                None => Input::Local(Reader::open(store.clone(), options, Start::Beginning, &self.key).await?),
+            };
+            self.reader = Some(input);
         }
         if self.mode == Mode::Rebuild && !self.reset {
             return self.reset().await;
@@ -291,6 +301,12 @@ impl<'c, M: Machine, B: Backend, D: Driven<M, B>> Driver<'c, M, B, D> {
     /// and the age of the oldest of them.
     async fn lag(&mut self) -> Result<(), Error> {
         let reader = self.reader.as_mut().ok_or(Error::Database(sqlx::Error::PoolClosed))?;
+        // A remote log's end is two calls to another service: measured at
+        // most once a second, not after every batch on the way to the next.
+        if matches!(reader, Input::Remote(_)) && self.lag_at.is_some_and(|at| at.elapsed() < REMOTE_LAG_EVERY) {
+            return Ok(());
+        }
+        self.lag_at = Some(Instant::now());
         tempt(&self.consumer.store)?;
         let cursor = reader.cursor();
         let (events, seconds) = match reader.end().await? {
@@ -464,6 +480,7 @@ pub(crate) fn ends_run(error: &Error) -> bool {
     match error {
         // The consumer never takes the head; were it to, waiting more may settle it.
         Error::InjectedFault { .. } | Error::HeadNotSettled { .. } => false,
+        Error::Remote { retryable, .. } => !retryable,
         Error::Database(error) => !matches!(
             error,
             sqlx::Error::Database(_)

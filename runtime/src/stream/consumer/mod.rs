@@ -11,6 +11,7 @@ pub(crate) mod cursor;
 mod dead_letter;
 pub(crate) mod driver;
 mod handler;
+mod input;
 pub(crate) mod lease;
 mod progress;
 mod run;
@@ -19,7 +20,7 @@ pub use backoff::Backoff;
 pub use handler::{Handler, HandlerError, Projection};
 
 use super::position::Position;
-use super::StreamOptions;
+use super::{Source, StreamOptions};
 use crate::backend::Backend;
 use crate::envelope::Envelope;
 use crate::error::Error;
@@ -32,6 +33,7 @@ use run::Mode;
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A named consumer of a machine's events: a durable, forward-only cursor
@@ -83,6 +85,8 @@ pub struct Consumer<M: Machine, B: Backend> {
     backoff: Backoff,
     dead_letter_after: Option<u32>,
     lease_ttl: Duration,
+    /// Where events come from when not from the store's own log.
+    source: Option<Arc<dyn Source<M>>>,
 }
 
 impl<M: Machine, B: Backend> fmt::Debug for Consumer<M, B> {
@@ -105,7 +109,57 @@ impl<M: Machine, B: Backend> Consumer<M, B> {
             backoff: Backoff::default(),
             dead_letter_after: None,
             lease_ttl: Duration::from_secs(30),
+            source: None,
         }
+    }
+
+    /// A consumer named `name` of a log that lives elsewhere (another
+    /// service's, read through `source`, such as the gRPC client's
+    /// `Client::source` of feature `grpc`), handled into
+    /// `local`'s database: the cursor, lease and dead letters are kept
+    /// there, and the handler's transaction is one of it, so the remote log
+    /// is handled exactly once into the local database. `local` needs the
+    /// shared tables ([`Store::create_support_tables`]), not the machine's
+    /// own. Settings as [`new`](Self::new).
+    ///
+    /// ```
+    /// # use statefold::{Envelope, Error, Feed, Handler, HandlerError, Machine, Position, Sqlite, Source, StreamOptions, Tx};
+    /// # use futures::future::BoxFuture;
+    /// # use std::time::Duration;
+    /// # #[derive(Debug, Clone, Machine)]
+    /// # #[machine(table = "doors")]
+    /// # enum Door { #[initial] Closed }
+    /// # struct Nothing(Position);
+    /// # impl Feed<Door> for Nothing {
+    /// #     fn seek(&mut self, after: Position) { self.0 = after; }
+    /// #     fn cursor(&self) -> Position { self.0 }
+    /// #     fn fetch(&mut self) -> BoxFuture<'_, Result<Vec<Envelope<Door>>, Error>> { Box::pin(async { Ok(Vec::new()) }) }
+    /// #     fn wait(&mut self, _: Duration) -> BoxFuture<'_, ()> { Box::pin(async {}) }
+    /// #     fn end(&mut self) -> BoxFuture<'_, Result<Option<(Position, chrono::DateTime<chrono::Utc>)>, Error>> { Box::pin(async { Ok(None) }) }
+    /// #     fn first_after(&mut self, _: Position) -> BoxFuture<'_, Result<Option<chrono::DateTime<chrono::Utc>>, Error>> { Box::pin(async { Ok(None) }) }
+    /// #     fn count_after(&mut self, _: Position) -> BoxFuture<'_, Result<u64, Error>> { Box::pin(async { Ok(0) }) }
+    /// # }
+    /// # struct Empty;
+    /// # impl Source<Door> for Empty {
+    /// #     fn feed(&self, _: &str, _: &StreamOptions) -> Box<dyn Feed<Door>> { Box::new(Nothing(Position::START)) }
+    /// # }
+    /// # struct Count(u32);
+    /// # impl Handler<Door, Sqlite> for Count {
+    /// #     async fn handle(&mut self, _: &mut Tx<'static, Sqlite>, _: &Envelope<Door>) -> Result<(), HandlerError> { self.0 += 1; Ok(()) }
+    /// # }
+    /// use statefold::{Consumer, Store};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), statefold::Error> {
+    /// // The consumer's own database: the shared tables only.
+    /// let local = Store::<Door, Sqlite>::connect("sqlite::memory:").await?;
+    /// local.create_support_tables().await?;
+    /// let consumer = Consumer::with_source(&local, "doors-elsewhere", Empty);
+    /// assert_eq!(consumer.catch_up(&mut Count(0)).await?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn with_source(local: &Store<M, B>, name: impl Into<String>, source: impl Source<M>) -> Self {
+        Self { source: Some(Arc::new(source)), ..Self::new(local, name) }
     }
 
     /// How the consumer reads its stream.
