@@ -596,6 +596,12 @@ async fn work<B: TestBackend>(url: &str, seed: u64, ack: &str, role: Role) -> Re
         Role::Worker => {
             let mut file =
                 std::fs::OpenOptions::new().create(true).append(true).open(ack).map_err(|e| e.to_string())?;
+            // A line the previous worker was killed in the middle of ends here,
+            // so that it is never read as part of this worker's first line.
+            let written = std::fs::read(ack).map_err(|e| e.to_string())?;
+            if written.last().is_some_and(|&byte| byte != b'\n') {
+                file.write_all(b"\n").map_err(|e| e.to_string())?;
+            }
             let mut rng = StdRng::seed_from_u64(seed);
             let mut known: Vec<i64> =
                 B::integers(orders.pool(), "SELECT id FROM orders").await.map_err(|e| e.to_string())?;
@@ -620,8 +626,10 @@ async fn work<B: TestBackend>(url: &str, seed: u64, ack: &str, role: Role) -> Re
                 if version == 1 {
                     known.push(id);
                 }
-                // Acknowledged only once it is on disk: a write acked is a write promised.
-                writeln!(file, "{id} {version}").map_err(|e| e.to_string())?;
+                // Acknowledged only once it is on disk: a write acked is a write
+                // promised. One `write` call per line: a line written in pieces
+                // could be cut by the kill and joined to the next worker's first.
+                file.write_all(format!("{id} {version}\n").as_bytes()).map_err(|e| e.to_string())?;
                 file.sync_data().map_err(|e| e.to_string())?;
             }
             Ok(())
