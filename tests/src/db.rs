@@ -11,11 +11,11 @@
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, Database, Pool};
+use statefold::testing::__private::{database_url, unique_name};
 use statefold::{Backend, Machine, MySql, Postgres, Sqlite, Store, Tx};
 use std::future::Future;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A value bound into a hand-written statement.
 #[derive(Debug, Clone)]
@@ -193,14 +193,6 @@ impl Cleanup {
     }
 }
 
-/// A name unique to this test run: `sf_<test>_<pid>_<nanos>`, within the
-/// 63 characters PostgreSQL allows.
-fn unique_name(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let test: String = test.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(28).collect();
-    format!("sf_{}_{}_{nanos}", test.to_ascii_lowercase(), std::process::id())
-}
-
 /// The server URL in `var`; `None` (with the reason printed) when the test skips.
 ///
 /// # Panics
@@ -222,20 +214,6 @@ pub fn server_url(var: &str) -> Option<String> {
             eprintln!("skipped: {var} is not set; this test needs that server, e.g. {var}={example}");
             None
         }
-    }
-}
-
-/// The server's URL with its database replaced by `name` (query kept).
-fn database_url(server: &str, name: &str) -> String {
-    let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
-    let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[authority_end..].find('/') {
-        Some(slash) => &base[..authority_end + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{base}/{name}?{query}"),
-        None => format!("{base}/{name}"),
     }
 }
 

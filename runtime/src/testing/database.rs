@@ -139,14 +139,14 @@ impl Cleanup {
 
 /// A name unique to this run: `sf_<test>_<pid>_<nanos>`, within the 63
 /// bytes PostgreSQL keeps.
-fn unique_name(test: &str) -> String {
+pub fn unique_name(test: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let test: String = test.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(28).collect();
     format!("sf_{}_{}_{nanos}", test.to_ascii_lowercase(), std::process::id())
 }
 
 /// The server's URL with its database replaced by `name` (query kept).
-fn database_url(server: &str, name: &str) -> String {
+pub fn database_url(server: &str, name: &str) -> String {
     let (base, query) = server.split_once('?').map_or((server, None), |(b, q)| (b, Some(q)));
     let authority_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[authority_end..].find('/') {

@@ -43,5 +43,5 @@ pub use given::{given, Given, Then, When};
 /// What `#[statefold::test]` expands to. Not public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use super::database::{run, Schema};
+    pub use super::database::{database_url, run, unique_name, Schema};
 }
